@@ -1,0 +1,124 @@
+"""The `jobhook` command: serve, simulator, migrate, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import sys
+from collections.abc import Sequence
+
+from service.config import ConfigError, Settings
+from service.logging import configure_logging
+
+
+def _fail(message: str) -> int:
+    print(f"jobhook: {message}", file=sys.stderr)
+    return 2
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    if settings.dev_mode and not _loopback(args.host):
+        return _fail(
+            f"refusing to serve on {args.host} without JOBHOOK_API_KEYS; "
+            "set keys or use --host 127.0.0.1"
+        )
+    public_url = settings.public_url or f"http://127.0.0.1:{args.port}"
+    app = create_app(settings, public_url=public_url)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _simulator(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from service.simulator import create_standalone_app
+
+    app = create_standalone_app(seed=args.seed, step_seconds=args.step)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from service.store.base import open_store
+
+    async def run() -> int:
+        store = open_store(settings.database_url, synchronous=settings.sqlite_synchronous)
+        await store.open()
+        version = getattr(store, "schema_version", "?")
+        await store.close()
+        print(f"jobhook: schema at version {version} ({settings.database_url})")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from service.bench import main as bench_main
+
+    return bench_main(requests=args.requests, concurrency=args.concurrency)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobhook",
+        description="A durable, signed bridge between backends and image-generation APIs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the HTTP API (with the embedded simulator)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.set_defaults(run=_serve)
+
+    sim = sub.add_parser("simulator", help="run the provider simulator on its own port")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9000)
+    sim.add_argument("--seed", type=int, default=None, help="make ids deterministic")
+    sim.add_argument("--step", type=float, default=1.0, help="seconds per job step (default 1)")
+    sim.set_defaults(run=_simulator)
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.set_defaults(run=_migrate)
+
+    bench = sub.add_parser("bench", help="measure signed-callback ingest against bare Starlette")
+    bench.add_argument("--requests", type=int, default=20000)
+    bench.add_argument("--concurrency", type=int, default=64)
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    result: int = args.run(args, settings)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

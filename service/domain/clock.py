@@ -1,0 +1,21 @@
+"""Timestamps as jobhook writes them: RFC 3339, UTC, millisecond precision, `Z` suffix."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def to_iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def utcnow_iso() -> str:
+    return to_iso(datetime.now(UTC))
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp with an offset or `Z`; raises ValueError otherwise."""
+    moment = datetime.fromisoformat(value.strip().replace("z", "Z").replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("a time zone offset (or Z) is required")
+    return moment

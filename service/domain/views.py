@@ -1,0 +1,51 @@
+"""The public JSON shapes of a task and an event, built from store rows (DESIGN §8)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+
+def _json(value: Any) -> Any:
+    if value is None or not isinstance(value, str | bytes):
+        return value
+    return orjson.loads(value)
+
+
+def task_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "provider": row["provider"],
+        "action": row["action"],
+        "status": row["status"],
+        "progress": row["progress"],
+        "provider_task_id": row["provider_task_id"],
+        "parent_id": row["parent_id"],
+        "params": _json(row["params"]),
+        "result": _json(row["result"]),
+        "error": _json(row["error"]),
+        "metadata": _json(row["metadata"]),
+        "callback_url": row["callback_url"],
+        "callback_events": _json(row["callback_events"]),
+        "sequence": row["sequence"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "finished_at": row["finished_at"],
+    }
+
+
+def event_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "task_id": row["task_id"],
+        "source": row["source"],
+        "type": row["type"],
+        "outcome": row["outcome"],
+        "from_status": row["from_status"],
+        "to_status": row["to_status"],
+        "progress": row["progress"],
+        "received_at": row["received_at"],
+        "detail": _json(row["detail"]),
+    }

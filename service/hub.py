@@ -1,0 +1,52 @@
+"""In-process wake-ups after commit: long-poll waiters per task and live-stream subscribers.
+
+Nothing here re-reads the database; `publish` is called by ingest once a change is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._streams: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    def publish(self, task: dict[str, Any]) -> None:
+        for waiter in self._waiters.pop(task["id"], ()):
+            waiter.set()
+        for queue in self._streams:
+            if queue.qsize() < 1000:  # a stuck reader loses updates rather than memory
+                queue.put_nowait(task)
+
+    async def wait(self, task_id: str, timeout: float) -> bool:
+        """Wait until the task changes, at most `timeout` seconds. True if it changed."""
+        event = asyncio.Event()
+        self._waiters[task_id].add(event)
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiters = self._waiters.get(task_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[task_id]
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._streams.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self._streams.discard(queue)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(w) for w in self._waiters.values())

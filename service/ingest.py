@@ -1,0 +1,40 @@
+"""The one write path: every observation (callback, poll, API call, timer) goes through `ingest`.
+
+The store records the event and applies the state machine's decision in one transaction; after
+the commit, ingest logs one line and wakes whoever waits on the task.
+"""
+
+from __future__ import annotations
+
+from service.domain.models import Observation
+from service.hub import Hub
+from service.logging import log
+from service.store.base import Applied, Store
+
+
+class Ingest:
+    def __init__(self, store: Store, hub: Hub) -> None:
+        self.store = store
+        self.hub = hub
+
+    async def __call__(self, task_id: str, obs: Observation) -> Applied:
+        applied = await self.store.apply(task_id, obs)
+        decision, task = applied.decision, applied.task
+        fields = {
+            "task_id": task_id,
+            "provider": task["provider"],
+            "provider_task_id": task["provider_task_id"],
+            "source": obs.source,
+            "outcome": decision.outcome,
+            "from_status": applied.from_status.value,
+            "to_status": obs.status.value if obs.status else None,
+            "progress": task["progress"],
+        }
+        if decision.applied:
+            log.info("task.transition", status=task["status"], sequence=task["sequence"], **fields)
+            self.hub.publish(task)
+        elif decision.outcome in ("conflict", "rejected"):
+            log.warning("task.observation", reason=decision.reason, **fields)
+        else:
+            log.info("task.observation", reason=decision.reason, **fields)
+        return applied

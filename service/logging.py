@@ -1,0 +1,81 @@
+"""structlog set-up: one JSON object per line in production (orjson, bytes), colour on a TTY.
+
+Every line passes `redact`, which keeps secrets, keys and base64 blobs out of the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import IO, Any
+
+import orjson
+import structlog
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_LEVELS["error"] = logging.ERROR
+
+_SECRET_KEYS = re.compile(
+    r"(authorization|api[_-]?key|secret|password|token|signature|cookie|mask$|^mask_b64)", re.I
+)
+_BASE64ISH = re.compile(r"^(data:[\w/+.-]+;base64,)?[A-Za-z0-9+/=_-]{200,}$")
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str) and len(value) >= 200 and _BASE64ISH.match(value):
+        return f"[{len(value)} chars of base64 removed]"
+    if isinstance(value, dict):
+        return {k: _scrub_item(k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _scrub_item(key: Any, value: Any) -> Any:
+    if isinstance(key, str) and _SECRET_KEYS.search(key) and value not in (None, "", True, False):
+        return "[redacted]"
+    return _scrub(value)
+
+
+def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Replace secret-named fields and base64 blobs, however deep they sit in the line."""
+    for key, value in list(event_dict.items()):
+        if key != "event":
+            event_dict[key] = _scrub_item(key, value)
+    return event_dict
+
+
+def configure_logging(
+    *,
+    level: str = "info",
+    fmt: str = "auto",
+    stream: IO[Any] | None = None,
+    cache: bool = True,
+) -> None:
+    """Configure structlog once per process. `fmt` is auto (console on a TTY), json or console."""
+    out = stream or sys.stderr
+    console = fmt == "console" or (fmt == "auto" and out.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+        structlog.processors.format_exc_info,
+    ]
+    if console:
+        processors = [*shared, structlog.dev.ConsoleRenderer()]
+        factory: Any = structlog.PrintLoggerFactory(out)
+    else:
+        processors = [*shared, structlog.processors.JSONRenderer(serializer=orjson.dumps)]
+        factory = structlog.BytesLoggerFactory(getattr(out, "buffer", out))
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
+        logger_factory=factory,
+        cache_logger_on_first_use=cache,
+    )
+
+
+log = structlog.get_logger("jobhook")

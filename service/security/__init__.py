@@ -1,0 +1,1 @@
+"""Callback tokens, provider signature checks and outbound signing."""

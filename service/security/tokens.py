@@ -1,0 +1,36 @@
+"""Callback URL tokens: itsdangerous-signed, timestamped, provider-salted task ids.
+
+Keys rotate: the first of JOBHOOK_SECRET_KEYS signs, every key in the list verifies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+#: Tokens outlive the longest task: queue + run + a MODAL wait + provider retries (3 days).
+TOKEN_MAX_AGE = 7 * 24 * 3600
+
+
+class CallbackTokens:
+    def __init__(self, secret_keys: Sequence[str], *, max_age: int = TOKEN_MAX_AGE) -> None:
+        if not secret_keys:
+            raise ValueError("at least one secret key is needed")
+        # itsdangerous signs with the last key and verifies with all of them.
+        self._keys = list(reversed(secret_keys))
+        self._max_age = max_age
+
+    def _serializer(self, provider: str) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(self._keys, salt=f"jobhook.callback.{provider}")
+
+    def issue(self, provider: str, task_id: str) -> str:
+        return str(self._serializer(provider).dumps(task_id))
+
+    def verify(self, provider: str, token: str) -> str | None:
+        """The task id the token was issued for, or None if it is forged, expired or not ours."""
+        try:
+            value = self._serializer(provider).loads(token, max_age=self._max_age)
+        except BadSignature:
+            return None
+        return value if isinstance(value, str) else None

@@ -1,0 +1,101 @@
+"""The store seam: what ingest, the web layer and workers need from persistence.
+
+`Store.from_url` picks the implementation from JOBHOOK_DATABASE_URL's scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from service.domain.models import Observation
+from service.domain.status import Decision, Status
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewTask:
+    id: str
+    owner: str
+    provider: str
+    action: str
+    params: Mapping[str, Any]
+    parent_id: str | None = None
+    metadata: Any = None
+    callback_url: str | None = None
+    callback_events: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdempotencyKey:
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Applied:
+    """What one ingested observation did, as committed."""
+
+    task: dict[str, Any]
+    event: dict[str, Any]
+    decision: Decision
+    from_status: Status
+    #: ids of outbox rows written with the change
+    deliveries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskQuery:
+    owner: str
+    status: Sequence[str] = ()
+    provider: str | None = None
+    action: str | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page:
+    data: list[dict[str, Any]] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create_task(
+        self, new: NewTask, *, idempotency: IdempotencyKey | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Insert a NOT_START task; with a known idempotency key return the earlier task instead.
+
+        Returns (task, created). The same key with another request body raises Conflict.
+        """
+        ...
+
+    async def apply(self, task_id: str, obs: Observation) -> Applied:
+        """Record `obs` and apply the state machine's decision, all in one transaction."""
+        ...
+
+    async def get_task(self, ref: str, *, owner: str | None) -> dict[str, Any] | None:
+        """A task by jobhook id or provider task id; `owner=None` looks across owners."""
+        ...
+
+    async def list_tasks(self, query: TaskQuery) -> Page: ...
+
+    async def list_events(self, task_id: str, *, cursor: str | None, limit: int) -> Page: ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be written."""
+        ...
+
+
+def open_store(database_url: str, *, synchronous: str = "NORMAL") -> Store:
+    if database_url.startswith("sqlite:///"):
+        from service.store.sqlite import SQLiteStore
+
+        return SQLiteStore(database_url.removeprefix("sqlite:///"), synchronous=synchronous)
+    raise ValueError(f"unsupported database URL scheme: {database_url.split(':', 1)[0]}")

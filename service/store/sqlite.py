@@ -1,0 +1,374 @@
+"""The SQLite store: WAL, one group-committing writer thread, readers on their own connections.
+
+Units of work (`_create`, `_apply`) run inside the writer's transaction; reads go through a small
+pool of read-only aiosqlite connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from service.domain.clock import utcnow_iso
+from service.domain.ids import new_id
+from service.domain.models import RAW_LIMIT, Observation, task_error
+from service.domain.status import TERMINAL, Decision, Status, TaskState, decide, event_type_for
+from service.domain.views import event_view, task_view
+from service.errors import Conflict, NotFound, StoreUnavailable
+from service.store.base import Applied, IdempotencyKey, NewTask, Page, TaskQuery
+from service.store.sqlite_writer import SQLiteWriter
+
+READERS = 4
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _bounded_raw(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    text = raw if isinstance(raw, str) else orjson.dumps(raw, default=str).decode()
+    if len(text) > RAW_LIMIT:
+        return orjson.dumps({"truncated": True, "size": len(text), "head": text[:1024]}).decode()
+    return text
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """Raises ValueError for a cursor jobhook did not issue."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    value = base64.urlsafe_b64decode(padded.encode()).decode()
+    if "_" not in value:
+        raise ValueError("not a jobhook cursor")
+    return value
+
+
+def migrations() -> list[tuple[int, str]]:
+    folder = resources.files("service.store") / "sqlite_migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
+    return sorted(found)
+
+
+def _migrate(conn: sqlite3.Connection) -> int:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    current = row[0] or 0
+    for version, sql in migrations():
+        if version <= current:
+            continue
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_version VALUES ({version});\nCOMMIT;"
+            )
+        except sqlite3.OperationalError:
+            # Another process (web and worker start together) may have migrated first.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            if (row[0] or 0) < version:
+                raise
+        current = version
+    return int(current)
+
+
+def _create(
+    conn: sqlite3.Connection, new: NewTask, idem: IdempotencyKey | None
+) -> tuple[dict[str, Any], bool]:
+    if idem is not None:
+        found = conn.execute(
+            "SELECT request_hash, task_id FROM idempotency_keys WHERE owner = ? AND key = ?",
+            (new.owner, idem.key),
+        ).fetchone()
+        if found is not None:
+            if found["request_hash"] != idem.request_hash:
+                raise Conflict(
+                    "Idempotency-Key was already used with a different request body",
+                    task_id=found["task_id"],
+                )
+            row = conn.execute("SELECT * FROM tasks WHERE id = ?", (found["task_id"],)).fetchone()
+            return task_view(row), False
+    now = utcnow_iso()
+    conn.execute(
+        "INSERT INTO tasks (id, owner, provider, action, status, params, parent_id, metadata,"
+        " callback_url, callback_events, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, 'NOT_START', ?, ?, ?, ?, ?, ?, ?)",
+        (
+            new.id,
+            new.owner,
+            new.provider,
+            new.action,
+            _dumps(dict(new.params)),
+            new.parent_id,
+            _dumps(new.metadata),
+            new.callback_url,
+            _dumps(list(new.callback_events)),
+            now,
+            now,
+        ),
+    )
+    if idem is not None:
+        conn.execute(
+            "INSERT INTO idempotency_keys (owner, key, request_hash, task_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (new.owner, idem.key, idem.request_hash, new.id, now),
+        )
+    row = conn.execute("SELECT * FROM tasks WHERE id = ?", (new.id,)).fetchone()
+    return task_view(row), True
+
+
+def _apply(conn: sqlite3.Connection, task_id: str, obs: Observation, now_epoch: float) -> Applied:
+    row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no task {task_id}")
+    now = utcnow_iso()
+    state = TaskState(
+        status=Status(row["status"]),
+        progress=row["progress"],
+        modal_entered=bool(row["modal_entered"]),
+        provider_task_id=row["provider_task_id"],
+    )
+    seen = obs.dedupe_key is not None and conn.execute(
+        "SELECT 1 FROM events WHERE task_id = ? AND dedupe_key = ? LIMIT 1",
+        (task_id, obs.dedupe_key),
+    ).fetchone()
+    if seen:
+        decision = Decision(
+            outcome="duplicate",
+            status=state.status,
+            progress=state.progress,
+            modal_entered=state.modal_entered,
+            reason="this delivery was recorded before",
+        )
+    else:
+        decision = decide(state, obs)
+    detail = {
+        k: v
+        for k, v in (
+            ("reason", decision.reason),
+            ("error", obs.error),
+            ("provider_task_id", obs.provider_task_id),
+            ("note", obs.detail if obs.status is not None else None),
+        )
+        if v
+    }
+    event_id = new_id("evt")
+    conn.execute(
+        "INSERT INTO events (id, task_id, source, type, outcome, from_status, to_status, progress,"
+        " received_at, detail, dedupe_key, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event_id,
+            task_id,
+            obs.source,
+            event_type_for(obs.status),
+            decision.outcome,
+            state.status,
+            obs.status,
+            obs.progress,
+            now,
+            _dumps(detail or None),
+            obs.dedupe_key,
+            _bounded_raw(obs.raw),
+        ),
+    )
+    sets: dict[str, Any] = {}
+    if decision.applied:
+        sets |= {
+            "status": decision.status,
+            "progress": decision.progress,
+            "modal_entered": int(decision.modal_entered),
+            "version": row["version"] + 1,
+            "sequence": row["sequence"] + 1,
+            "updated_at": now,
+        }
+        if obs.result is not None:
+            sets["result"] = _dumps(obs.result)
+        if decision.status is Status.FAILURE or decision.status is Status.CANCEL:
+            error = obs.error or task_error(
+                "provider_failed" if decision.status is Status.FAILURE else "cancelled",
+                "the provider reported the task ended without saying why",
+            )
+            sets["error"] = _dumps(error)
+        if decision.status in TERMINAL:
+            sets |= {"finished_at": now, "next_poll_at": None, "poll_lease_until": None}
+    if obs.provider_task_id and not row["provider_task_id"] and not decision.foreign:
+        sets["provider_task_id"] = obs.provider_task_id
+    if obs.source == "callback" and not decision.foreign:
+        sets["last_callback_at"] = now
+    if sets:
+        assignments = ", ".join(f"{column} = ?" for column in sets)
+        cursor = conn.execute(
+            f"UPDATE tasks SET {assignments} WHERE id = ? AND version = ?",
+            (*sets.values(), task_id, row["version"]),
+        )
+        if cursor.rowcount != 1:
+            raise StoreUnavailable(f"task {task_id} changed under us; retry")
+        row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    task = task_view(row)
+    deliveries: tuple[str, ...] = ()
+    if decision.applied:
+        deliveries = _enqueue(conn, task, event_type_for(decision.status), now, now_epoch)
+    event = event_view(
+        conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+    )
+    return Applied(
+        task=task,
+        event=event,
+        decision=decision,
+        from_status=state.status,
+        deliveries=deliveries,
+    )
+
+
+def _enqueue(
+    conn: sqlite3.Connection, task: dict[str, Any], kind: str, now: str, now_epoch: float
+) -> tuple[str, ...]:
+    """Write one outbox row per subscriber of this change, in the change's own transaction."""
+    event_type = f"task.{kind}"
+    url = task["callback_url"]
+    if not url or event_type not in (task["callback_events"] or ()):
+        return ()
+    delivery_id = new_id("msg")
+    payload = {"type": event_type, "timestamp": now, "data": task}
+    conn.execute(
+        "INSERT INTO outbox (id, task_id, subscriber, url, event_type, sequence, payload,"
+        " next_attempt_at, created_at) VALUES (?, ?, 'task', ?, ?, ?, ?, ?, ?)",
+        (delivery_id, task["id"], url, event_type, task["sequence"], _dumps(payload), now_epoch, now),
+    )
+    return (delivery_id,)
+
+
+class SQLiteStore:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000):
+        self.path = path
+        self._synchronous = synchronous
+        self._busy_ms = busy_timeout_ms
+        self._writer = SQLiteWriter(self._connect_writer)
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+        self.schema_version = 0
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self.schema_version = _migrate(conn)
+        return conn
+
+    async def open(self) -> None:
+        await self._writer.start()
+        for _ in range(READERS):
+            reader = await aiosqlite.connect(self.path)
+            reader.row_factory = sqlite3.Row
+            await reader.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
+            await reader.execute("PRAGMA query_only = ON")
+            self._all_readers.append(reader)
+            self._readers.put_nowait(reader)
+
+    async def close(self) -> None:
+        for reader in self._all_readers:
+            await reader.close()
+        self._all_readers.clear()
+        await self._writer.stop()
+
+    @asynccontextmanager
+    async def _reader(self) -> AsyncIterator[aiosqlite.Connection]:
+        reader = await self._readers.get()
+        try:
+            yield reader
+        finally:
+            self._readers.put_nowait(reader)
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        async with self._reader() as reader:
+            try:
+                return list(await reader.execute_fetchall(sql, params))
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"the store could not be read: {exc}") from exc
+
+    async def create_task(
+        self, new: NewTask, *, idempotency: IdempotencyKey | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        return await self._writer.run(_create, new, idempotency)
+
+    async def apply(self, task_id: str, obs: Observation) -> Applied:
+        return await self._writer.run(_apply, task_id, obs, time.time())
+
+    async def get_task(self, ref: str, *, owner: str | None) -> dict[str, Any] | None:
+        sql = "SELECT * FROM tasks WHERE (id = ? OR provider_task_id = ?)"
+        params: tuple[Any, ...] = (ref, ref)
+        if owner is not None:
+            sql, params = sql + " AND owner = ?", (*params, owner)
+        rows = await self._fetch(sql + " ORDER BY id DESC LIMIT 1", params)
+        return task_view(rows[0]) if rows else None
+
+    async def task_owner(self, task_id: str) -> tuple[str, str] | None:
+        """(owner, provider) of a task, for the callback route."""
+        rows = await self._fetch("SELECT owner, provider FROM tasks WHERE id = ?", (task_id,))
+        return (rows[0]["owner"], rows[0]["provider"]) if rows else None
+
+    async def list_tasks(self, query: TaskQuery) -> Page:
+        where, params = ["owner = ?"], [query.owner]
+        if query.status:
+            where.append(f"status IN ({', '.join('?' * len(query.status))})")
+            params.extend(query.status)
+        for column, value, op in (
+            ("provider", query.provider, "="),
+            ("action", query.action, "="),
+            ("created_at", query.created_after, ">="),
+            ("created_at", query.created_before, "<"),
+        ):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                params.append(value)
+        if query.cursor is not None:
+            where.append("id < ?")
+            params.append(decode_cursor(query.cursor))
+        rows = await self._fetch(
+            f"SELECT * FROM tasks WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+            (*params, query.limit + 1),
+        )
+        return _page([task_view(r) for r in rows], query.limit)
+
+    async def list_events(self, task_id: str, *, cursor: str | None, limit: int) -> Page:
+        sql, params = "SELECT * FROM events WHERE task_id = ?", [task_id]
+        if cursor is not None:
+            sql += " AND id > ?"
+            params.append(decode_cursor(cursor))
+        rows = await self._fetch(sql + " ORDER BY id LIMIT ?", (*params, limit + 1))
+        return _page([event_view(r) for r in rows], limit)
+
+    async def ping(self) -> None:
+        await self._writer.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    @property
+    def batches(self) -> tuple[int, int]:
+        """(batches committed, units committed): units per batch shows group commit at work."""
+        return self._writer.batches, self._writer.units
+
+
+def _page(items: list[dict[str, Any]], limit: int) -> Page:
+    if len(items) > limit:
+        return Page(data=items[:limit], next_cursor=encode_cursor(items[limit - 1]["id"]))
+    return Page(data=items, next_cursor=None)

@@ -1,0 +1,127 @@
+"""The single SQLite writer: one thread, one connection, group commit.
+
+Units of work are queued from the event loop; the thread drains the queue, runs a batch inside
+one `BEGIN IMMEDIATE ... COMMIT` (each unit in its own savepoint, so one unit's error rolls back
+only that unit), then resolves every caller's future. One thread hop per batch, never two
+transactions interleaved on one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future as ThreadFuture
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from service.errors import StoreUnavailable
+
+T = TypeVar("T")
+Unit = Callable[..., Any]
+
+#: Units committed together at most; bounds the latency a batch adds to its first caller.
+MAX_BATCH = 256
+
+
+@dataclass(slots=True)
+class _Item:
+    fn: Unit
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class SQLiteWriter:
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="jobhook-sqlite-writer", daemon=True)
+        self._ready: ThreadFuture[None] = ThreadFuture()
+        self.batches = 0
+        self.units = 0
+
+    async def start(self) -> None:
+        self._thread.start()
+        await asyncio.wrap_future(self._ready)
+
+    async def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(connection, *args)` in the next committed batch; return once it is durable."""
+        if not self._thread.is_alive():
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Item(fn, args, future, loop))
+        return await future
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._ready.set_exception(exc)
+            return
+        self._ready.set_result(None)
+        try:
+            stopping = False
+            while not stopping:
+                first = self._queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stopping = True
+                        break
+                    batch.append(item)
+                self._commit(conn, batch)
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                conn.execute("SAVEPOINT unit")
+                try:
+                    results.append((True, item.fn(conn, *item.args)))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO unit")
+                    results.append((False, exc))
+                conn.execute("RELEASE unit")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            failure = StoreUnavailable(f"the store could not commit: {exc}")
+            results = [(False, failure)] * len(batch)
+        self.batches += 1
+        self.units += len(batch)
+        for item, (ok, value) in zip(batch, results, strict=True):
+            try:
+                item.loop.call_soon_threadsafe(_resolve, item.future, ok, value)
+            except RuntimeError:  # the caller's loop has closed; nobody is waiting
+                pass

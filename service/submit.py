@@ -1,0 +1,216 @@
+"""Submitting a task: validate, record it, send it to the provider, ingest the provider's answer.
+
+The task row exists (NOT_START) before the provider is called, so a callback that beats the
+provider's HTTP answer finds its task; the submission itself is ingested like any observation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from service.domain.ids import new_id
+from service.domain.models import (
+    ACTIONS,
+    DEFAULT_CALLBACK_EVENTS,
+    EVENT_TYPES,
+    Observation,
+    task_error,
+)
+from service.domain.status import Status
+from service.errors import (
+    Conflict,
+    ProviderRejected,
+    ProviderUnavailable,
+    ValidationFailed,
+)
+from service.logging import log
+from service.providers.base import Parent
+from service.providers.client import send
+from service.services import Services
+from service.store.base import IdempotencyKey, NewTask
+
+FIELDS = frozenset(
+    {"provider", "action", "params", "parent_id", "callback_url", "callback_events", "metadata"}
+)
+#: Connection failures are retried; the request never reached the provider.
+SUBMIT_ATTEMPTS = 3
+MAX_METADATA_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitRequest:
+    action: str
+    params: dict[str, Any]
+    provider: str | None = None
+    parent_id: str | None = None
+    callback_url: str | None = None
+    callback_events: tuple[str, ...] = DEFAULT_CALLBACK_EVENTS
+    metadata: Any = None
+
+
+def parse_submit(body: Mapping[str, Any]) -> SubmitRequest:
+    """Check the shape of `POST /v1/tasks`; raises ValidationFailed naming the field."""
+    for name in body:
+        if name not in FIELDS:
+            raise ValidationFailed(name, f"unknown field; expected one of {', '.join(sorted(FIELDS))}")
+    action = body.get("action")
+    if not isinstance(action, str) or action not in ACTIONS:
+        raise ValidationFailed("action", f"expected one of {', '.join(ACTIONS)}")
+    params = body.get("params", {})
+    if not isinstance(params, dict):
+        raise ValidationFailed("params", "expected an object")
+    if "index" in params and (
+        not isinstance(params["index"], int)
+        or isinstance(params["index"], bool)
+        or not 1 <= params["index"] <= 4
+    ):
+        raise ValidationFailed("params.index", "expected an integer from 1 to 4")
+    for name in ("provider", "parent_id", "callback_url"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise ValidationFailed(name, "expected a string")
+    callback_url = body.get("callback_url")
+    if callback_url is not None:
+        _check_url("callback_url", callback_url)
+    events = body.get("callback_events", list(DEFAULT_CALLBACK_EVENTS))
+    if not isinstance(events, list) or not all(e in EVENT_TYPES for e in events):
+        raise ValidationFailed("callback_events", f"expected a list of {', '.join(EVENT_TYPES)}")
+    metadata = body.get("metadata")
+    if metadata is not None and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
+        raise ValidationFailed("metadata", f"at most {MAX_METADATA_BYTES} bytes of JSON")
+    return SubmitRequest(
+        action=action,
+        params=params,
+        provider=body.get("provider"),
+        parent_id=body.get("parent_id"),
+        callback_url=callback_url,
+        callback_events=tuple(dict.fromkeys(events)),
+        metadata=metadata,
+    )
+
+
+def _check_url(field: str, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed(field, "expected an absolute http(s) URL")
+
+
+def request_hash(body: Mapping[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _stored_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params as kept on the task: a base64 mask is summarised, never stored or echoed."""
+    kept = dict(params)
+    mask = kept.get("mask")
+    if isinstance(mask, str):
+        digest = hashlib.sha256(mask.encode()).hexdigest()[:16]
+        kept["mask"] = f"<base64 mask, {len(mask)} chars, sha256 {digest}>"
+    return kept
+
+
+async def submit(
+    svc: Services,
+    owner: str,
+    req: SubmitRequest,
+    *,
+    idempotency: IdempotencyKey | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Create and submit a task. Returns (task, created); created is False for a replay."""
+    parent_task = None
+    if req.parent_id is not None:
+        parent_task = await svc.store.get_task(req.parent_id, owner=owner)
+        if parent_task is None:
+            raise ValidationFailed("parent_id", f"no task {req.parent_id}")
+        if req.provider is not None and req.provider != parent_task["provider"]:
+            raise ValidationFailed(
+                "provider", f"a follow-up runs on its parent's provider ({parent_task['provider']})"
+            )
+        if parent_task["status"] != Status.SUCCESS:
+            raise Conflict(
+                f"the parent task is {parent_task['status']}; follow-ups need a SUCCESS parent",
+                errors=[{"field": "parent_id", "message": "parent is not SUCCESS"}],
+            )
+    name = parent_task["provider"] if parent_task else (req.provider or svc.settings.default_provider)
+    provider = svc.providers.get(name)
+    if provider is None:
+        enabled = ", ".join(sorted(svc.providers)) or "none"
+        raise ValidationFailed("provider", f"{name!r} is not enabled here (enabled: {enabled})")
+    if req.action not in provider.actions:
+        raise ValidationFailed("action", f"{provider.name} does not offer {req.action!r}")
+    parent = None
+    if parent_task is not None:
+        parent = Parent(
+            provider_task_id=parent_task["provider_task_id"],
+            action=parent_task["action"],
+            params=parent_task["params"] or {},
+        )
+    params = provider.validate(req.action, req.params, parent)
+
+    task_id = new_id("task")
+    task, created = await svc.store.create_task(
+        NewTask(
+            id=task_id,
+            owner=owner,
+            provider=provider.name,
+            action=req.action,
+            params=_stored_params(params),
+            parent_id=parent_task["id"] if parent_task else None,
+            metadata=req.metadata,
+            callback_url=req.callback_url,
+            callback_events=req.callback_events,
+        ),
+        idempotency=idempotency,
+    )
+    if not created:
+        return task, False
+
+    callback_url = svc.callback_url(provider.name, task_id) if provider.supports_callbacks else None
+    request = provider.build_submit(
+        req.action, params, parent=parent, callback_url=callback_url, idempotency_key=task_id
+    )
+    try:
+        submitted = None
+        for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+            try:
+                submitted = provider.parse_submit(await send(svc.http, provider, request))
+                break
+            except ProviderUnavailable as exc:
+                # Our task id is the provider's Idempotency-Key, so a resend cannot double-bill.
+                if attempt == SUBMIT_ATTEMPTS:
+                    raise
+                await asyncio.sleep(min(exc.retry_after or 0.5 * attempt, 5.0))
+        assert submitted is not None
+    except ProviderRejected as exc:
+        await svc.ingest(task_id, _refused("provider_rejected", exc.detail, exc.provider_code))
+        exc.extra["task_id"] = task_id
+        raise
+    except ProviderUnavailable as exc:
+        await svc.ingest(task_id, _refused("provider_unavailable", exc.detail, None))
+        exc.extra["task_id"] = task_id
+        raise
+    applied = await svc.ingest(task_id, submitted.observation)
+    log.info(
+        "task.submitted",
+        task_id=task_id,
+        provider=provider.name,
+        provider_task_id=submitted.provider_task_id,
+        action=req.action,
+        parent_id=task["parent_id"],
+    )
+    return applied.task, True
+
+
+def _refused(code: str, message: str, provider_code: str | None) -> Observation:
+    return Observation(
+        status=Status.FAILURE,
+        source="api",
+        error=task_error(code, message, provider_code),
+        detail=message,
+    )

@@ -1,0 +1,1 @@
+"""HTTP handlers: they parse and answer; providers translate; ingest decides."""

@@ -1,0 +1,110 @@
+"""Reading requests: bodies with a size cap, JSON objects, API keys, request ids."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import structlog
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.domain.ids import new_id
+from service.errors import BadRequest, Forbidden, JobhookError, PayloadTooLarge, Unauthorized
+
+DEV_OWNER = "local"
+
+
+class UnsupportedMediaType(JobhookError):
+    """The request body must be JSON."""
+
+    status = 415
+    slug = "unsupported-media-type"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing with 413 as soon as it exceeds `limit` (never read whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"expected Content-Type: application/json, got {content_type or 'none'}"
+        )
+    body = await read_body(request, limit)
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadRequest("the body must be a JSON object")
+    return value
+
+
+def authenticate(request: Request, api_keys: Mapping[str, str]) -> str:
+    """The owner name for the request's `Authorization: Bearer <key>`.
+
+    With no keys configured jobhook is in development mode: every caller is the one local owner,
+    and only loopback clients are served.
+    """
+    if not api_keys:
+        client = request.client.host if request.client else ""
+        if not _is_loopback(client):
+            raise Forbidden("jobhook has no API keys configured and serves only loopback clients")
+        return DEV_OWNER
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise Unauthorized("send Authorization: Bearer <key>")
+    owner = None
+    for key, name in api_keys.items():
+        # Compare against every key so timing does not reveal which one nearly matched.
+        if hmac.compare_digest(key.encode(), presented.strip().encode()):
+            owner = name
+    if owner is None:
+        raise Unauthorized("the API key is not valid")
+    return owner
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("testclient", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RequestId:
+    """Pure ASGI middleware: a request id per request, bound into every log line, echoed back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if 0 < len(given) <= 64 and given.isprintable() else new_id("req")
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await self.app(scope, receive, send_with_id)

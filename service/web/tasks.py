@@ -1,0 +1,191 @@
+"""The task API: submit, look up (with long-poll), list, history, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.domain.clock import parse_rfc3339, to_iso
+from service.domain.models import Observation, task_error
+from service.domain.status import TERMINAL, Status
+from service.errors import Conflict, NotFound, ValidationFailed
+from service.services import Services
+from service.store.base import IdempotencyKey, TaskQuery
+from service.store.sqlite import decode_cursor
+from service.submit import parse_submit, request_hash, submit
+from service.web.problems import JSON
+from service.web.requests import authenticate, read_json_object
+
+MAX_WAIT = 120.0
+LIST_PARAMS = {"limit", "cursor", "status", "provider", "action", "created_after", "created_before"}
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _only(request: Request, allowed: Iterable[str]) -> None:
+    allowed = set(allowed)
+    for name in request.query_params:
+        if name not in allowed:
+            raise ValidationFailed(name, "unknown query parameter")
+
+
+def _limit(request: Request, default: int = 50) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+        raise ValidationFailed("limit", "expected an integer from 1 to 200")
+    return int(raw)
+
+
+def _cursor(request: Request) -> str | None:
+    cursor = request.query_params.get("cursor")
+    if cursor is not None:
+        try:
+            decode_cursor(cursor)
+        except ValueError:
+            raise ValidationFailed("cursor", "not a cursor jobhook issued") from None
+    return cursor
+
+
+async def create_task(request: Request) -> Response:
+    svc = _services(request)
+    owner = authenticate(request, svc.settings.api_keys)
+    _only(request, ())
+    body = await read_json_object(request, svc.settings.max_body_bytes)
+    key = request.headers.get("idempotency-key")
+    idempotency = None
+    if key is not None:
+        if not 1 <= len(key) <= 255:
+            raise ValidationFailed("Idempotency-Key", "expected 1 to 255 characters")
+        idempotency = IdempotencyKey(key=key, request_hash=request_hash(body))
+    task, created = await submit(svc, owner, parse_submit(body), idempotency=idempotency)
+    headers = {"Location": f"/v1/tasks/{task['id']}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return JSON(task, 202, headers=headers)
+
+
+async def get_task(request: Request) -> Response:
+    svc = _services(request)
+    owner = authenticate(request, svc.settings.api_keys)
+    _only(request, ("wait",))
+    ref = request.path_params["id"]
+    task = await svc.store.get_task(ref, owner=owner)
+    if task is None:
+        raise NotFound(f"no task {ref}")
+    raw_wait = request.query_params.get("wait")
+    if raw_wait is not None:
+        try:
+            wait = float(raw_wait)
+        except ValueError:
+            raise ValidationFailed("wait", "expected a number of seconds") from None
+        if not 0 <= wait <= MAX_WAIT:
+            raise ValidationFailed("wait", f"expected 0 to {MAX_WAIT:g} seconds")
+        task = await _wait_for_change(svc, task, owner, wait)
+    return JSON(task)
+
+
+async def _wait_for_change(
+    svc: Services, task: dict[str, Any], owner: str, wait: float
+) -> dict[str, Any]:
+    """Block until the task's next applied change (or terminal/MODAL), at most `wait` seconds."""
+    if task["status"] in TERMINAL or task["status"] == Status.MODAL or wait == 0:
+        return task
+    seen = task["sequence"]
+    waiter = asyncio.ensure_future(svc.hub.wait(task["id"], wait))
+    await asyncio.sleep(0)  # let the waiter register before we look again
+    try:
+        fresh = await svc.store.get_task(task["id"], owner=owner)
+        if fresh is not None and fresh["sequence"] != seen:
+            return fresh
+        await waiter
+    finally:
+        waiter.cancel()
+    return await svc.store.get_task(task["id"], owner=owner) or task
+
+
+async def list_tasks(request: Request) -> Response:
+    svc = _services(request)
+    owner = authenticate(request, svc.settings.api_keys)
+    _only(request, LIST_PARAMS)
+    q = request.query_params
+    statuses = [s.strip().upper() for v in q.getlist("status") for s in v.split(",") if s.strip()]
+    for status in statuses:
+        if status not in Status.__members__:
+            raise ValidationFailed("status", f"expected any of {', '.join(Status)}")
+    created: dict[str, str | None] = {}
+    for name in ("created_after", "created_before"):
+        value = q.get(name)
+        try:
+            created[name] = to_iso(parse_rfc3339(value)) if value else None
+        except ValueError:
+            raise ValidationFailed(name, "expected an RFC 3339 timestamp") from None
+    page = await svc.store.list_tasks(
+        TaskQuery(
+            owner=owner,
+            status=statuses,
+            provider=q.get("provider"),
+            action=q.get("action"),
+            created_after=created["created_after"],
+            created_before=created["created_before"],
+            limit=_limit(request),
+            cursor=_cursor(request),
+        )
+    )
+    return JSON({"data": page.data, "next_cursor": page.next_cursor})
+
+
+async def list_events(request: Request) -> Response:
+    svc = _services(request)
+    owner = authenticate(request, svc.settings.api_keys)
+    _only(request, ("limit", "cursor"))
+    ref = request.path_params["id"]
+    task = await svc.store.get_task(ref, owner=owner)
+    if task is None:
+        raise NotFound(f"no task {ref}")
+    page = await svc.store.list_events(
+        task["id"], cursor=_cursor(request), limit=_limit(request, 200)
+    )
+    return JSON({"data": page.data, "next_cursor": page.next_cursor})
+
+
+async def cancel_task(request: Request) -> Response:
+    svc = _services(request)
+    owner = authenticate(request, svc.settings.api_keys)
+    _only(request, ())
+    ref = request.path_params["id"]
+    task = await svc.store.get_task(ref, owner=owner)
+    if task is None:
+        raise NotFound(f"no task {ref}")
+    if task["status"] in TERMINAL:
+        raise Conflict(f"the task has already ended {task['status']}")
+    applied = await svc.ingest(
+        task["id"],
+        Observation(
+            status=Status.CANCEL,
+            source="api",
+            error=task_error("cancelled", "cancelled by the client"),
+            detail="cancelled by the client",
+        ),
+    )
+    if not applied.decision.applied:
+        raise Conflict(f"the task has already ended {applied.task['status']}")
+    return JSON(applied.task)
+
+
+routes = [
+    Route("/v1/tasks", create_task, methods=["POST"]),
+    Route("/v1/tasks", list_tasks, methods=["GET"]),
+    Route("/v1/tasks/{id}", get_task, methods=["GET"]),
+    Route("/v1/tasks/{id}/events", list_events, methods=["GET"]),
+    Route("/v1/tasks/{id}/cancel", cancel_task, methods=["POST"]),
+]
