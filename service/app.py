@@ -9,7 +9,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount
 
 from service.config import Settings
 from service.errors import JobhookError
@@ -90,7 +90,7 @@ def create_app(
             await store.close()
             log.info("jobhook.stopped")
 
-    routes = [*tasks.routes, *callbacks.routes, *ops.routes]
+    routes: list[BaseRoute] = [*tasks.routes, *callbacks.routes, *ops.routes]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_PREFIX, app=simulator.app))
     app = Starlette(

@@ -77,7 +77,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from service.bench import main as bench_main
 
-    return bench_main(requests=args.requests, concurrency=args.concurrency)
+    return bench_main(seconds=args.seconds, connections=args.connections, tasks=args.tasks)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(run=_migrate)
 
     bench = sub.add_parser("bench", help="measure signed-callback ingest against bare Starlette")
-    bench.add_argument("--requests", type=int, default=20000)
-    bench.add_argument("--concurrency", type=int, default=64)
+    bench.add_argument("--seconds", type=int, default=10, help="per server (default 10)")
+    bench.add_argument("--connections", type=int, default=64, help="open connections (64)")
+    bench.add_argument("--tasks", type=int, default=100, help="tasks called back (100)")
     bench.set_defaults(run=_bench)
     return parser
 

@@ -158,7 +158,9 @@ def _parse(values: Mapping[str, str]) -> Settings:
         )
     synchronous = (get("JOBHOOK_SQLITE_SYNCHRONOUS", "") or "NORMAL").strip().upper()
     if synchronous not in ("NORMAL", "FULL"):
-        raise ConfigError(f"JOBHOOK_SQLITE_SYNCHRONOUS: expected NORMAL or FULL, got {synchronous!r}")
+        raise ConfigError(
+            f"JOBHOOK_SQLITE_SYNCHRONOUS: expected NORMAL or FULL, got {synchronous!r}"
+        )
     allow: list[IPNetwork] = []
     for cidr in filter(None, (c.strip() for c in get("JOBHOOK_OUTBOUND_ALLOW", "").split(","))):
         try:
@@ -186,7 +188,9 @@ def _parse(values: Mapping[str, str]) -> Settings:
         )
     log_level = (get("JOBHOOK_LOG_LEVEL", "") or "info").strip().lower()
     if log_level not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"JOBHOOK_LOG_LEVEL: expected debug|info|warning|error, got {log_level!r}")
+        raise ConfigError(
+            f"JOBHOOK_LOG_LEVEL: expected debug|info|warning|error, got {log_level!r}"
+        )
     log_format = (get("JOBHOOK_LOG_FORMAT", "") or "auto").strip().lower()
     if log_format not in ("auto", "json", "console"):
         raise ConfigError(f"JOBHOOK_LOG_FORMAT: expected auto|json|console, got {log_format!r}")

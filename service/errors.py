@@ -1,16 +1,16 @@
 """jobhook's exceptions. Each maps to one RFC 9457 problem answer; the docstring is the title.
 
-    JobhookError
-    ├── ValidationFailed      422  a field of the request is wrong (names the field)
-    ├── BadRequest            400  the body is not JSON, or not the content type we take
-    ├── Unauthorized          401  no key, a wrong key, a bad callback token or signature
-    ├── Forbidden             403  a callback names another task than its token
-    ├── NotFound              404  no such task (or not yours)
-    ├── Conflict              409  idempotency key reused with another body; wrong state
-    ├── PayloadTooLarge       413  body over JOBHOOK_MAX_BODY_BYTES
-    ├── ProviderRejected      4xx/502  the provider refused the request (its message and code kept)
-    ├── ProviderUnavailable   502  the provider could not be reached or answered 5xx
-    └── StoreUnavailable      503  the store could not commit; the caller should retry
+JobhookError
+├── ValidationFailed      422  a field of the request is wrong (names the field)
+├── BadRequest            400  the body is not JSON, or not the content type we take
+├── Unauthorized          401  no key, a wrong key, a bad callback token or signature
+├── Forbidden             403  a callback names another task than its token
+├── NotFound              404  no such task (or not yours)
+├── Conflict              409  idempotency key reused with another body; wrong state
+├── PayloadTooLarge       413  body over JOBHOOK_MAX_BODY_BYTES
+├── ProviderRejected      4xx/502  the provider refused the request (its message and code kept)
+├── ProviderUnavailable   502  the provider could not be reached or answered 5xx
+└── StoreUnavailable      503  the store could not commit; the caller should retry
 """
 
 from __future__ import annotations

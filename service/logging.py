@@ -9,7 +9,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 
 import orjson
 import structlog
@@ -55,7 +55,7 @@ def configure_logging(
     cache: bool = True,
 ) -> None:
     """Configure structlog once per process. `fmt` is auto (console on a TTY), json or console."""
-    out = stream or sys.stderr
+    out: Any = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -66,7 +66,7 @@ def configure_logging(
     ]
     if console:
         processors = [*shared, structlog.dev.ConsoleRenderer()]
-        factory: Any = structlog.PrintLoggerFactory(out)
+        factory: Any = structlog.PrintLoggerFactory(cast(TextIO, out))
     else:
         processors = [*shared, structlog.processors.JSONRenderer(serializer=orjson.dumps)]
         factory = structlog.BytesLoggerFactory(getattr(out, "buffer", out))

@@ -59,7 +59,9 @@ def parse_submit(body: Mapping[str, Any]) -> SubmitRequest:
     """Check the shape of `POST /v1/tasks`; raises ValidationFailed naming the field."""
     for name in body:
         if name not in FIELDS:
-            raise ValidationFailed(name, f"unknown field; expected one of {', '.join(sorted(FIELDS))}")
+            raise ValidationFailed(
+                name, f"unknown field; expected one of {', '.join(sorted(FIELDS))}"
+            )
     action = body.get("action")
     if not isinstance(action, str) or action not in ACTIONS:
         raise ValidationFailed("action", f"expected one of {', '.join(ACTIONS)}")
@@ -137,7 +139,9 @@ async def submit(
                 f"the parent task is {parent_task['status']}; follow-ups need a SUCCESS parent",
                 errors=[{"field": "parent_id", "message": "parent is not SUCCESS"}],
             )
-    name = parent_task["provider"] if parent_task else (req.provider or svc.settings.default_provider)
+    name = (
+        parent_task["provider"] if parent_task else (req.provider or svc.settings.default_provider)
+    )
     provider = svc.providers.get(name)
     if provider is None:
         enabled = ", ".join(sorted(svc.providers)) or "none"

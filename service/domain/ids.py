@@ -1,4 +1,7 @@
-"""Time-ordered ids: a prefix plus 26 Crockford base32 characters (48-bit ms time, 80 random bits)."""
+"""Time-ordered ids: a prefix plus 26 Crockford base32 characters.
+
+48 bits of milliseconds then 80 random bits, like a ULID; monotonic within one process.
+"""
 
 from __future__ import annotations
 

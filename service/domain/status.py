@@ -89,7 +89,11 @@ def decide(state: TaskState, obs: Observation) -> Decision:
             reason=reason,
         )
 
-    if obs.provider_task_id and state.provider_task_id and obs.provider_task_id != state.provider_task_id:
+    if (
+        obs.provider_task_id
+        and state.provider_task_id
+        and obs.provider_task_id != state.provider_task_id
+    ):
         return Decision(
             outcome="rejected",
             status=state.status,
@@ -126,12 +130,9 @@ def decide(state: TaskState, obs: Observation) -> Decision:
     if new is Status.MODAL and state.modal_entered:
         return keep("stale", "the task has already been through MODAL")
 
-    if new in TERMINAL:
-        # Terminal progress is 100 for every ending, so the final state does not depend on the
-        # order in which progress and terminal observations arrived.
-        progress = 100
-    else:
-        progress = max(state.progress, claimed or 0)
+    # Terminal progress is 100 for every ending, so the final state does not depend on the
+    # order in which progress and terminal observations arrived.
+    progress = 100 if new in TERMINAL else max(state.progress, claimed or 0)
     return Decision(
         outcome="applied",
         status=new,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
+
+
+class Row(Protocol):
+    """A store row: a mapping, or sqlite3.Row, read by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def _json(value: Any) -> Any:
@@ -14,7 +19,7 @@ def _json(value: Any) -> Any:
     return orjson.loads(value)
 
 
-def task_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def task_view(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "provider": row["provider"],
@@ -36,7 +41,7 @@ def task_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def event_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def event_view(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "task_id": row["task_id"],

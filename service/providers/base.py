@@ -60,7 +60,9 @@ class Provider(Protocol):
     #: the provider's recommended polling interval, in seconds.
     poll_interval: float
 
-    def validate(self, action: str, params: Mapping[str, Any], parent: Parent | None) -> dict[str, Any]:
+    def validate(
+        self, action: str, params: Mapping[str, Any], parent: Parent | None
+    ) -> dict[str, Any]:
         """Check `params` for `action` before anything is sent; return the cleaned params.
 
         Raises `service.errors.ValidationFailed` naming the field (as `params.<name>`).

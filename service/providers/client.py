@@ -45,7 +45,9 @@ async def send(
         log.warning(
             "provider.request", provider=provider.name, path=request.path, error=type(exc).__name__
         )
-        raise ProviderUnavailable(f"could not reach {provider.name}: {type(exc).__name__}") from None
+        raise ProviderUnavailable(
+            f"could not reach {provider.name}: {type(exc).__name__}"
+        ) from None
     log.debug(
         "provider.request",
         provider=provider.name,

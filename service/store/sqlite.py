@@ -144,10 +144,13 @@ def _apply(conn: sqlite3.Connection, task_id: str, obs: Observation, now_epoch: 
         modal_entered=bool(row["modal_entered"]),
         provider_task_id=row["provider_task_id"],
     )
-    seen = obs.dedupe_key is not None and conn.execute(
-        "SELECT 1 FROM events WHERE task_id = ? AND dedupe_key = ? LIMIT 1",
-        (task_id, obs.dedupe_key),
-    ).fetchone()
+    seen = (
+        obs.dedupe_key is not None
+        and conn.execute(
+            "SELECT 1 FROM events WHERE task_id = ? AND dedupe_key = ? LIMIT 1",
+            (task_id, obs.dedupe_key),
+        ).fetchone()
+    )
     if seen:
         decision = Decision(
             outcome="duplicate",
@@ -224,9 +227,7 @@ def _apply(conn: sqlite3.Connection, task_id: str, obs: Observation, now_epoch: 
     deliveries: tuple[str, ...] = ()
     if decision.applied:
         deliveries = _enqueue(conn, task, event_type_for(decision.status), now, now_epoch)
-    event = event_view(
-        conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
-    )
+    event = event_view(conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone())
     return Applied(
         task=task,
         event=event,
@@ -249,7 +250,16 @@ def _enqueue(
     conn.execute(
         "INSERT INTO outbox (id, task_id, subscriber, url, event_type, sequence, payload,"
         " next_attempt_at, created_at) VALUES (?, ?, 'task', ?, ?, ?, ?, ?, ?)",
-        (delivery_id, task["id"], url, event_type, task["sequence"], _dumps(payload), now_epoch, now),
+        (
+            delivery_id,
+            task["id"],
+            url,
+            event_type,
+            task["sequence"],
+            _dumps(payload),
+            now_epoch,
+            now,
+        ),
     )
     return (delivery_id,)
 

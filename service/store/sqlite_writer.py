@@ -9,6 +9,7 @@ transactions interleaved on one connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -112,16 +113,13 @@ class SQLiteWriter:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             failure = StoreUnavailable(f"the store could not commit: {exc}")
             results = [(False, failure)] * len(batch)
         self.batches += 1
         self.units += len(batch)
         for item, (ok, value) in zip(batch, results, strict=True):
-            try:
+            # RuntimeError: the caller's loop has closed, so nobody is waiting.
+            with contextlib.suppress(RuntimeError):
                 item.loop.call_soon_threadsafe(_resolve, item.future, ok, value)
-            except RuntimeError:  # the caller's loop has closed; nobody is waiting
-                pass

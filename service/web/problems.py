@@ -71,6 +71,4 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.error("http.unhandled", path=request.url.path, exc_info=exc)
-    return problem(
-        500, "Internal error", "jobhook failed to handle this request", slug="internal"
-    )
+    return problem(500, "Internal error", "jobhook failed to handle this request", slug="internal")

@@ -93,7 +93,11 @@ async def test_listing_filters_and_pages(client: httpx.AsyncClient) -> None:
     assert [t["id"] for t in rest["data"]] == [ids[0]] and rest["next_cursor"] is None
     only = await client.get(
         "/v1/tasks",
-        params={"provider": "simulator", "action": "imagine", "status": "SUBMITTED,IN_PROGRESS,SUCCESS"},
+        params={
+            "provider": "simulator",
+            "action": "imagine",
+            "status": "SUBMITTED,IN_PROGRESS,SUCCESS",
+        },
     )
     assert len(only.json()["data"]) == 3
     none = await client.get("/v1/tasks", params={"created_after": "2999-01-01T00:00:00Z"})
@@ -117,8 +121,16 @@ async def test_listing_filters_and_pages(client: httpx.AsyncClient) -> None:
         ({"action": "upscale", "params": {"index": 5}}, 422, "params.index"),
         ({"action": "upscale", "params": {"index": 1}}, 422, "parent_id"),
         ({"action": "imagine", "params": {"prompt": "x"}, "colour": 1}, 422, "colour"),
-        ({"action": "imagine", "params": {"prompt": "x"}, "callback_url": "ftp://x"}, 422, "callback_url"),
-        ({"action": "imagine", "params": {"prompt": "x"}, "callback_events": ["task.done"]}, 422, "callback_events"),
+        (
+            {"action": "imagine", "params": {"prompt": "x"}, "callback_url": "ftp://x"},
+            422,
+            "callback_url",
+        ),
+        (
+            {"action": "imagine", "params": {"prompt": "x"}, "callback_events": ["task.done"]},
+            422,
+            "callback_events",
+        ),
         ({"action": "upscale", "parent_id": "task_nope", "params": {"index": 1}}, 422, "parent_id"),
     ],
 )
@@ -131,11 +143,15 @@ async def test_bad_submissions_name_the_field_and_write_nothing(
 
 async def test_unreadable_requests(client: httpx.AsyncClient, settings: Settings) -> None:
     assert_problem(
-        await client.post("/v1/tasks", content=b"{nope", headers={"content-type": "application/json"}),
+        await client.post(
+            "/v1/tasks", content=b"{nope", headers={"content-type": "application/json"}
+        ),
         400,
     )
     assert_problem(
-        await client.post("/v1/tasks", content=b"[1]", headers={"content-type": "application/json"}),
+        await client.post(
+            "/v1/tasks", content=b"[1]", headers={"content-type": "application/json"}
+        ),
         400,
     )
     assert_problem(
@@ -153,7 +169,8 @@ async def test_follow_up_rules(client: httpx.AsyncClient) -> None:
     running = await submit(client, {"action": "imagine", "params": {"prompt": "slow [never]"}})
     assert_problem(
         await client.post(
-            "/v1/tasks", json={"action": "upscale", "parent_id": running["id"], "params": {"index": 1}}
+            "/v1/tasks",
+            json={"action": "upscale", "parent_id": running["id"], "params": {"index": 1}},
         ),
         409,
         "parent_id",
@@ -162,7 +179,12 @@ async def test_follow_up_rules(client: httpx.AsyncClient) -> None:
     assert_problem(
         await client.post(
             "/v1/tasks",
-            json={"action": "upscale", "provider": "apiframe", "parent_id": done["id"], "params": {"index": 1}},
+            json={
+                "action": "upscale",
+                "provider": "apiframe",
+                "parent_id": done["id"],
+                "params": {"index": 1},
+            },
         ),
         422,
         "provider",
@@ -206,7 +228,9 @@ async def test_wait_returns_at_once_for_a_finished_task(client: httpx.AsyncClien
     done = await finished(client, (await submit(client, FOX))["id"])
     r = await client.get(f"/v1/tasks/{done['id']}", params={"wait": 60})
     assert r.json()["sequence"] == done["sequence"]
-    assert_problem(await client.get(f"/v1/tasks/{done['id']}", params={"wait": "soon"}), 422, "wait")
+    assert_problem(
+        await client.get(f"/v1/tasks/{done['id']}", params={"wait": "soon"}), 422, "wait"
+    )
 
 
 @pytest.fixture
@@ -218,7 +242,9 @@ async def keyed(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_api_keys_scope_tasks_to_their_owner(keyed: httpx.AsyncClient) -> None:
     assert_problem(await keyed.get("/v1/tasks"), 401)
-    assert_problem(await keyed.get("/v1/tasks", headers={"Authorization": "Bearer wrong-key-1"}), 401)
+    assert_problem(
+        await keyed.get("/v1/tasks", headers={"Authorization": "Bearer wrong-key-1"}), 401
+    )
     alice = {"Authorization": "Bearer alice-key-123"}
     bob = {"Authorization": "Bearer bob-key-4567"}
     task = await submit(keyed, FOX, headers=alice)
@@ -241,11 +267,19 @@ async def test_logs_name_what_happened_and_leak_nothing(client: httpx.AsyncClien
         done = await finished(client, (await submit(client, FOX))["id"])
         up = await finished(
             client,
-            (await submit(client, {"action": "upscale", "parent_id": done["id"], "params": {"index": 1}}))["id"],
+            (
+                await submit(
+                    client, {"action": "upscale", "parent_id": done["id"], "params": {"index": 1}}
+                )
+            )["id"],
         )
         inpaint = await submit(
             client,
-            {"action": "inpaint", "parent_id": up["id"], "params": {"mask": mask, "prompt": "a hat"}},
+            {
+                "action": "inpaint",
+                "parent_id": up["id"],
+                "params": {"mask": mask, "prompt": "a hat"},
+            },
         )
         await finished(client, inpaint["id"])
     names = {entry["event"] for entry in logs}

@@ -22,8 +22,13 @@ def services(client: httpx.AsyncClient) -> Services:
 
 
 async def post_callback(
-    client: httpx.AsyncClient, task: dict[str, Any], body: bytes, *, key: str = SIMULATOR_KEY,
-    token: str | None = None, path_suffix: str = "",
+    client: httpx.AsyncClient,
+    task: dict[str, Any],
+    body: bytes,
+    *,
+    key: str = SIMULATOR_KEY,
+    token: str | None = None,
+    path_suffix: str = "",
 ) -> httpx.Response:
     token = token or services(client).tokens.issue("simulator", task["id"])
     return await client.post(
@@ -58,7 +63,9 @@ async def test_signed_callback_is_applied_once(client: httpx.AsyncClient) -> Non
     assert first.status_code == 200 and first.json()["outcomes"] == ["applied"]
     again = await post_callback(client, task, body)
     assert again.status_code == 200 and again.json()["outcomes"] == ["duplicate"]
-    failed = orjson.dumps({"event": "failed", "jobId": task["provider_task_id"], "status": "FAILED"})
+    failed = orjson.dumps(
+        {"event": "failed", "jobId": task["provider_task_id"], "status": "FAILED"}
+    )
     late = await post_callback(client, task, failed)
     assert late.status_code == 200 and late.json()["outcomes"] == ["conflict"]
     got = (await client.get(f"/v1/tasks/{task['id']}")).json()

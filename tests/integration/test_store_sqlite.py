@@ -61,16 +61,15 @@ def test_sql_transitions_table_agrees_with_python(tmp_path: Path) -> None:
             " updated_at, finished_at) VALUES ('t', 'o', 'p', 'imagine', ?, '{}', 'x', 'x', ?)",
             (frm.value, "x" if frm in TERMINAL else None),
         )
-        try:
-            conn.execute(
-                "UPDATE tasks SET status = ?, finished_at = ?",
-                (to.value, "x" if to in TERMINAL else None),
-            )
-            allowed = True
-        except sqlite3.IntegrityError as exc:
-            assert "illegal status transition" in str(exc)
-            allowed = False
-        assert allowed == ((frm, to) in ALLOWED), (frm, to)
+        move = (
+            "UPDATE tasks SET status = ?, finished_at = ?",
+            (to.value, "x" if to in TERMINAL else None),
+        )
+        if (frm, to) in ALLOWED:
+            conn.execute(*move)
+        else:
+            with pytest.raises(sqlite3.IntegrityError, match="illegal status transition"):
+                conn.execute(*move)
     conn.close()
 
 
@@ -93,9 +92,7 @@ async def test_apply_records_event_and_changes_task(store: SQLiteStore) -> None:
         str(task["id"]), Observation(status=Status.SUCCESS, source="callback", dedupe_key="k1")
     )
     assert again.decision.outcome == "duplicate"
-    conflict = await store.apply(
-        str(task["id"]), Observation(status=Status.FAILURE, source="poll")
-    )
+    conflict = await store.apply(str(task["id"]), Observation(status=Status.FAILURE, source="poll"))
     assert conflict.decision.outcome == "conflict"
     assert conflict.task["status"] == "SUCCESS" and conflict.task["sequence"] == 1
     events = await store.list_events(str(task["id"]), cursor=None, limit=10)

@@ -36,7 +36,9 @@ def test_the_table_matches_design() -> None:
     assert (Status.IN_PROGRESS, Status.SUBMITTED) not in ALLOWED
     assert (Status.MODAL, Status.SUBMITTED) in ALLOWED
     assert not [pair for pair in ALLOWED if pair[0] in TERMINAL]
-    assert {to for frm, to in ALLOWED if frm is Status.NOT_START} == set(Status) - {Status.NOT_START}
+    assert {to for frm, to in ALLOWED if frm is Status.NOT_START} == set(Status) - {
+        Status.NOT_START
+    }
 
 
 def test_progress_only_goes_up_while_running() -> None:
@@ -92,7 +94,10 @@ STREAMS = {
     "failure": [
         obs(Status.SUBMITTED, 0),
         obs(Status.IN_PROGRESS, 40),
-        obs(Status.FAILURE, error={"code": "provider_failed", "message": "no", "provider_code": None}),
+        obs(
+            Status.FAILURE,
+            error={"code": "provider_failed", "message": "no", "provider_code": None},
+        ),
     ],
     "cancel": [obs(Status.SUBMITTED), obs(Status.IN_PROGRESS, 10), obs(Status.CANCEL)],
     "modal": [obs(Status.SUBMITTED, 5), obs(Status.MODAL, 15)],
