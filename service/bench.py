@@ -88,7 +88,12 @@ def _wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, fl
             return float("nan")
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
-    return {"rps": rps, "non_2xx": float(bad.group(1)) if bad else 0.0, "p50_ms": latency("50"), "p99_ms": latency("99")}
+    return {
+        "rps": rps,
+        "non_2xx": float(bad.group(1)) if bad else 0.0,
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+    }
 
 
 def main(*, seconds: int = 10, connections: int = 64, tasks: int = 100) -> int:

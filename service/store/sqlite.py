@@ -133,8 +133,16 @@ def _create(
     return task_view(row), True
 
 
+_LOAD = (
+    "SELECT t.*, EXISTS (SELECT 1 FROM events WHERE task_id = t.id AND dedupe_key = ?) AS seen"
+    " FROM tasks t WHERE t.id = ?"
+)
+
+
 def _apply(conn: sqlite3.Connection, task_id: str, obs: Observation, now_epoch: float) -> Applied:
-    row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    # Three statements per unit at most (load, insert event, update task), and the views are
+    # built in Python rather than read back.
+    row = conn.execute(_LOAD, (obs.dedupe_key, task_id)).fetchone()
     if row is None:
         raise NotFound(f"no task {task_id}")
     now = utcnow_iso()
@@ -144,14 +152,7 @@ def _apply(conn: sqlite3.Connection, task_id: str, obs: Observation, now_epoch: 
         modal_entered=bool(row["modal_entered"]),
         provider_task_id=row["provider_task_id"],
     )
-    seen = (
-        obs.dedupe_key is not None
-        and conn.execute(
-            "SELECT 1 FROM events WHERE task_id = ? AND dedupe_key = ? LIMIT 1",
-            (task_id, obs.dedupe_key),
-        ).fetchone()
-    )
-    if seen:
+    if row["seen"]:
         decision = Decision(
             outcome="duplicate",
             status=state.status,
@@ -171,29 +172,53 @@ def _apply(conn: sqlite3.Connection, task_id: str, obs: Observation, now_epoch: 
         )
         if v
     }
-    event_id = new_id("evt")
+    event = {
+        "id": new_id("evt"),
+        "task_id": task_id,
+        "source": obs.source,
+        "type": event_type_for(obs.status),
+        "outcome": decision.outcome,
+        "from_status": state.status.value,
+        "to_status": obs.status.value if obs.status is not None else None,
+        "progress": obs.progress,
+        "received_at": now,
+        "detail": _dumps(detail or None),
+    }
     conn.execute(
         "INSERT INTO events (id, task_id, source, type, outcome, from_status, to_status, progress,"
         " received_at, detail, dedupe_key, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            event_id,
-            task_id,
-            obs.source,
-            event_type_for(obs.status),
-            decision.outcome,
-            state.status,
-            obs.status,
-            obs.progress,
-            now,
-            _dumps(detail or None),
-            obs.dedupe_key,
-            _bounded_raw(obs.raw),
-        ),
+        (*event.values(), obs.dedupe_key, _bounded_raw(obs.raw)),
     )
+    sets = _changes(row, decision, obs, now)
+    task = dict(row)
+    if sets:
+        assignments = ", ".join(f"{column} = ?" for column in sets)
+        cursor = conn.execute(
+            f"UPDATE tasks SET {assignments} WHERE id = ? AND version = ?",
+            (*sets.values(), task_id, row["version"]),
+        )
+        if cursor.rowcount != 1:
+            raise StoreUnavailable(f"task {task_id} changed under us; retry")
+        task.update(sets)
+    view = task_view(task)
+    deliveries: tuple[str, ...] = ()
+    if decision.applied:
+        deliveries = _enqueue(conn, view, event_type_for(decision.status), now, now_epoch)
+    return Applied(
+        task=view,
+        event=event_view(event),
+        decision=decision,
+        from_status=state.status,
+        deliveries=deliveries,
+    )
+
+
+def _changes(row: sqlite3.Row, decision: Decision, obs: Observation, now: str) -> dict[str, Any]:
+    """The task columns this decision changes (empty when nothing does)."""
     sets: dict[str, Any] = {}
     if decision.applied:
         sets |= {
-            "status": decision.status,
+            "status": decision.status.value,
             "progress": decision.progress,
             "modal_entered": int(decision.modal_entered),
             "version": row["version"] + 1,
@@ -214,27 +239,7 @@ def _apply(conn: sqlite3.Connection, task_id: str, obs: Observation, now_epoch: 
         sets["provider_task_id"] = obs.provider_task_id
     if obs.source == "callback" and not decision.foreign:
         sets["last_callback_at"] = now
-    if sets:
-        assignments = ", ".join(f"{column} = ?" for column in sets)
-        cursor = conn.execute(
-            f"UPDATE tasks SET {assignments} WHERE id = ? AND version = ?",
-            (*sets.values(), task_id, row["version"]),
-        )
-        if cursor.rowcount != 1:
-            raise StoreUnavailable(f"task {task_id} changed under us; retry")
-        row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
-    task = task_view(row)
-    deliveries: tuple[str, ...] = ()
-    if decision.applied:
-        deliveries = _enqueue(conn, task, event_type_for(decision.status), now, now_epoch)
-    event = event_view(conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone())
-    return Applied(
-        task=task,
-        event=event,
-        decision=decision,
-        from_status=state.status,
-        deliveries=deliveries,
-    )
+    return sets
 
 
 def _enqueue(

@@ -69,7 +69,9 @@ def stack(tmp_path: Path) -> Iterator[tuple[Process, Process]]:
     standalone simulator, which calls back over real HTTP."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("JOBHOOK_", "APIFRAME_"))}
     base["PYTHONUNBUFFERED"] = "1"
-    sim = _start(["simulator", "--step", "0.05", "--seed", "3"], base, tmp_path / "sim.log", free_port())
+    sim = _start(
+        ["simulator", "--step", "0.05", "--seed", "3"], base, tmp_path / "sim.log", free_port()
+    )
     env = base | {
         "JOBHOOK_DATABASE_URL": f"sqlite:///{tmp_path}/jobhook.sqlite3",
         "JOBHOOK_VAR_DIR": str(tmp_path / "var"),
