@@ -157,10 +157,10 @@ def main(*, seconds: int = 10, connections: int = 64, tasks: int = 100) -> int:
     base = results["bare starlette"]["rps"]
     print(f"wrk -t2 -c{connections} -d{seconds}s, {len(requests)} distinct signed callbacks")
     print(f"{'server':<20}{'req/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
-    for name, r in results.items():
+    for name, row in results.items():
         print(
-            f"{name:<20}{r['rps']:>10.0f}{r['rps'] / base:>8.2f}"
-            f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['non_2xx']:>9.0f}"
+            f"{name:<20}{row['rps']:>10.0f}{row['rps'] / base:>8.2f}"
+            f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['non_2xx']:>9.0f}"
         )
     shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -45,7 +45,7 @@ def test_imagine_then_upsample_on_apiframe_wire_format(stack: tuple[Process, Pro
         upscale = wait_done(client, r.json()["id"])
         assert upscale["status"] == "SUCCESS" and upscale["provider"] == "apiframe"
         events = client.get(f"/v1/tasks/{upscale['id']}/events").json()["data"]
-        assert [e["source"] for e in events][0] == "api"
+        assert events[0]["source"] == "api"
         assert events[-1]["type"] == "succeeded" and events[-1]["source"] == "callback"
 
     records = [orjson.loads(line) for line in jobhook.lines() if line.startswith("{")]
