@@ -105,4 +105,5 @@ def create_app(
     )
     # A provider does not follow redirects: the callback route must never answer 3xx.
     app.router.redirect_slashes = False
+    app.state.simulator = simulator
     return app

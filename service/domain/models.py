@@ -27,6 +27,8 @@ ACTIONS = (
     "blend",
     "describe",
     "edits",
+    "remix",
+    "uploadpaint",
 )
 
 EVENT_TYPES = (

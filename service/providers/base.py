@@ -85,10 +85,35 @@ class Provider(Protocol):
 
     def build_query(self, provider_task_id: str) -> ProviderRequest: ...
 
-    def parse_query(self, response: ProviderResponse) -> Observation: ...
+    def parse_query(self, response: ProviderResponse) -> Observation:
+        """The task as the provider's API reports it (source "poll").
 
-    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool: ...
+        Raises `ProviderRejected` when the provider will never know the task (403 another
+        account's, 404 unknown or expired): the poller ends the task instead of retrying; and
+        `ProviderUnavailable` for 429 (with retry_after), 5xx and garbage: the poller backs off.
+        """
+        ...
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """True if the callback is authentic. Unsigned providers (`signs_callbacks = False`)
+        return True: their callbacks are only hints, confirmed by fetching the task."""
+        ...
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[Observation]:
         """Raises `service.errors.MalformedCallback` for a body it cannot read."""
+        ...
+
+
+class ModalProvider(Provider, Protocol):
+    """A provider with a two-step inpaint (APIMart): the task waits in MODAL for a modal call."""
+
+    def validate_modal(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Check `{prompt?, mask_url | mask}`; raises ValidationFailed naming `params.<field>`."""
+        ...
+
+    def build_modal(self, provider_task_id: str, params: Mapping[str, Any]) -> ProviderRequest: ...
+
+    def parse_modal(self, response: ProviderResponse) -> Observation:
+        """The provider accepted the modal call: an Observation with status SUBMITTED,
+        source "api" and `modal_call=True` (the one move out of MODAL back to SUBMITTED)."""
         ...
