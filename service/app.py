@@ -13,19 +13,15 @@ from starlette.routing import BaseRoute, Mount
 
 from service.config import Settings
 from service.errors import JobhookError
-from service.hub import Hub
-from service.ingest import Ingest
 from service.logging import log
-from service.providers import SIMULATOR_KEY, build_providers
-from service.security.tokens import CallbackTokens
-from service.services import Services
+from service.providers import SIMULATOR_KEY
+from service.services import SIMULATOR_PREFIX, open_services
 from service.simulator import Simulator
-from service.store.base import open_store
 from service.web import callbacks, ops, tasks
 from service.web.problems import on_http_error, on_jobhook_error, on_unexpected
 from service.web.requests import RequestId
-
-SIMULATOR_PREFIX = "/_sim"
+from service.workers.poller import DEFAULT_POLLER_CONFIG, PollerConfig
+from service.workers.runner import Workers
 
 
 def create_app(
@@ -34,12 +30,16 @@ def create_app(
     public_url: str | None = None,
     in_process: bool = False,
     simulator_seed: int | None = None,
+    workers: bool = True,
+    poller: PollerConfig = DEFAULT_POLLER_CONFIG,
 ) -> Starlette:
     """Build the jobhook ASGI app.
 
     `public_url` is where providers reach our callbacks (default: JOBHOOK_PUBLIC_URL). With
     `in_process=True`, outbound HTTP (to the embedded simulator, and the simulator's callbacks
-    back to us) goes straight into this app instead of over a socket: for tests.
+    back to us) goes straight into this app instead of over a socket: for tests. `workers`
+    runs the poller and timers in this process (`jobhook serve`); `--no-workers` leaves them to
+    `jobhook worker`.
     """
     settings = settings.with_secrets()
     base_url = (public_url or settings.public_url or "http://127.0.0.1:8000").rstrip("/")
@@ -52,43 +52,29 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         transport = httpx.ASGITransport(app=app) if in_process else None
-        store = open_store(settings.database_url, synchronous=settings.sqlite_synchronous)
-        await store.open()
-        http = httpx.AsyncClient(
-            transport=transport, trust_env=False, follow_redirects=False, timeout=30
-        )
-        if simulator is not None:
-            simulator.transport = transport
-            await simulator.start()
-        hub = Hub()
-        services = Services(
-            settings=settings,
-            store=store,
-            hub=hub,
-            ingest=Ingest(store, hub),
-            providers=build_providers(
-                settings,
-                simulator_url=base_url + SIMULATOR_PREFIX if simulator is not None else None,
-            ),
-            tokens=CallbackTokens(settings.secret_keys),
-            http=http,
-            public_url=base_url,
-        )
-        app.state.services = services
-        if settings.dev_mode:
-            log.warning(
-                "jobhook.dev_mode",
-                message="no JOBHOOK_API_KEYS set: serving loopback clients only, without auth",
-            )
-        log.info("jobhook.started", public_url=base_url, providers=sorted(services.providers))
-        try:
-            yield
-        finally:
+        async with open_services(settings, public_url=base_url, transport=transport) as services:
+            app.state.services = services
             if simulator is not None:
-                await simulator.aclose()
-            await http.aclose()
-            await store.close()
-            log.info("jobhook.stopped")
+                simulator.transport = transport
+                await simulator.start()
+            runner = Workers(services, poller=poller) if workers else None
+            app.state.workers = runner
+            if runner is not None:
+                await runner.start()
+            if settings.dev_mode:
+                log.warning(
+                    "jobhook.dev_mode",
+                    message="no JOBHOOK_API_KEYS set: serving loopback clients only, without auth",
+                )
+            log.info("jobhook.started", public_url=base_url, providers=sorted(services.providers))
+            try:
+                yield
+            finally:
+                if runner is not None:
+                    await runner.stop()
+                if simulator is not None:
+                    await simulator.aclose()
+                log.info("jobhook.stopped")
 
     routes: list[BaseRoute] = [*tasks.routes, *callbacks.routes, *ops.routes]
     if simulator is not None:

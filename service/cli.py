@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             "set keys or use --host 127.0.0.1"
         )
     public_url = settings.public_url or f"http://127.0.0.1:{args.port}"
-    app = create_app(settings, public_url=public_url)
+    app = create_app(settings, public_url=public_url, workers=not args.no_workers)
     uvicorn.run(
         app,
         host=args.host,
@@ -48,6 +48,29 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from service.services import open_services
+    from service.workers.runner import Workers
+
+    async def run() -> int:
+        full = settings.with_secrets()
+        public_url = full.public_url or "http://127.0.0.1:8000"
+        async with open_services(full, public_url=public_url) as services:
+            workers = Workers(services)
+            await workers.start()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            await workers.stop()
+        return 0
+
+    return asyncio.run(run())
 
 
 def _simulator(args: argparse.Namespace, settings: Settings) -> int:
@@ -90,7 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP API (with the embedded simulator)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="HTTP only; run the poller and timers with `jobhook worker` (the Procfile's split)",
+    )
     serve.set_defaults(run=_serve)
+
+    worker = sub.add_parser("worker", help="run the poller and timers without the HTTP API")
+    worker.set_defaults(run=_worker)
 
     sim = sub.add_parser("simulator", help="run the provider simulator on its own port")
     sim.add_argument("--host", default="127.0.0.1")

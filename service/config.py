@@ -41,8 +41,16 @@ class Settings:
     outbound_allow: tuple[IPNetwork, ...] = ()
     default_provider: str = "simulator"
     modal_timeout: float = 1800.0
+    #: seconds a task may wait SUBMITTED (queued at the provider) before it fails as `timeout`
+    queue_timeout: float = 7200.0
+    #: seconds a task may stay IN_PROGRESS before it fails as `timeout`
+    run_timeout: float = 3600.0
+    #: seconds a task may stay NOT_START (jobhook stopped mid-submission)
+    submit_timeout: float = 300.0
     reconcile_after: float = 60.0
     max_body_bytes: int = 1_048_576
+    #: the larger limit of the two client routes that may carry a base64 mask (12 MiB decoded)
+    max_upload_bytes: int = 17 * 1_048_576
     sqlite_synchronous: str = "NORMAL"
     provider_keys: Mapping[str, str] = field(default_factory=dict)
     provider_urls: Mapping[str, str] = field(default_factory=lambda: dict(PROVIDER_URLS))
@@ -195,8 +203,13 @@ def _parse(values: Mapping[str, str]) -> Settings:
     if log_format not in ("auto", "json", "console"):
         raise ConfigError(f"JOBHOOK_LOG_FORMAT: expected auto|json|console, got {log_format!r}")
     max_body = _number(values, "JOBHOOK_MAX_BODY_BYTES", 1_048_576, minimum=1024)
-    if max_body != int(max_body):
-        raise ConfigError("JOBHOOK_MAX_BODY_BYTES: expected a whole number of bytes")
+    max_upload = _number(values, "JOBHOOK_MAX_UPLOAD_BYTES", 17 * 1_048_576, minimum=1024)
+    for name, value in (
+        ("JOBHOOK_MAX_BODY_BYTES", max_body),
+        ("JOBHOOK_MAX_UPLOAD_BYTES", max_upload),
+    ):
+        if value != int(value):
+            raise ConfigError(f"{name}: expected a whole number of bytes")
     return Settings(
         database_url=database_url,
         api_keys=_api_keys(get("JOBHOOK_API_KEYS", "")),
@@ -208,8 +221,12 @@ def _parse(values: Mapping[str, str]) -> Settings:
         outbound_allow=tuple(allow),
         default_provider=default_provider,
         modal_timeout=_number(values, "JOBHOOK_MODAL_TIMEOUT", 1800, minimum=1),
+        queue_timeout=_number(values, "JOBHOOK_QUEUE_TIMEOUT", 7200, minimum=1),
+        run_timeout=_number(values, "JOBHOOK_RUN_TIMEOUT", 3600, minimum=1),
+        submit_timeout=_number(values, "JOBHOOK_SUBMIT_TIMEOUT", 300, minimum=1),
         reconcile_after=_number(values, "JOBHOOK_RECONCILE_AFTER", 60, minimum=1),
         max_body_bytes=int(max_body),
+        max_upload_bytes=int(max_upload),
         sqlite_synchronous=synchronous,
         provider_keys=provider_keys,
         provider_urls=provider_urls,

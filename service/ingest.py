@@ -6,19 +6,28 @@ the commit, ingest logs one line and wakes whoever waits on the task.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from service.domain.models import Observation
 from service.hub import Hub
 from service.logging import log
-from service.store.base import Applied, Store
+from service.store.base import Applied, Schedule, Store
 
 
 class Ingest:
     def __init__(self, store: Store, hub: Hub) -> None:
         self.store = store
         self.hub = hub
+        #: called after a commit that scheduled a poll (the poller sleeps until the next one)
+        self.on_schedule: list[Callable[[], None]] = []
 
-    async def __call__(self, task_id: str, obs: Observation) -> Applied:
-        applied = await self.store.apply(task_id, obs)
+    async def __call__(
+        self, task_id: str, obs: Observation, *, schedule: Schedule | None = None
+    ) -> Applied:
+        applied = await self.store.apply(task_id, obs, schedule=schedule)
+        if schedule is not None:
+            for wake in self.on_schedule:
+                wake()
         decision, task = applied.decision, applied.task
         fields = {
             "task_id": task_id,

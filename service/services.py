@@ -1,7 +1,9 @@
-"""The process's shared resources, built once in the app's lifespan and hung on app.state."""
+"""The process's shared resources, built once (by the app's lifespan or `jobhook worker`)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -9,9 +11,13 @@ import httpx
 from service.config import Settings
 from service.hub import Hub
 from service.ingest import Ingest
+from service.providers import build_providers
 from service.providers.base import Provider
 from service.security.tokens import CallbackTokens
-from service.store.base import Store
+from service.store.base import Store, open_store
+
+#: Where the embedded simulator is mounted in the web app.
+SIMULATOR_PREFIX = "/_sim"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -30,3 +36,36 @@ class Services:
     def callback_url(self, provider: str, task_id: str) -> str:
         token = self.tokens.issue(provider, task_id)
         return f"{self.public_url}/v1/callbacks/{provider}/{token}"
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    public_url: str,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Services]:
+    """Open the store and the HTTP client; `settings` must already carry its secrets."""
+    store = open_store(settings.database_url, synchronous=settings.sqlite_synchronous)
+    await store.open()
+    http = httpx.AsyncClient(
+        transport=transport, trust_env=False, follow_redirects=False, timeout=30
+    )
+    hub = Hub()
+    try:
+        yield Services(
+            settings=settings,
+            store=store,
+            hub=hub,
+            ingest=Ingest(store, hub),
+            providers=build_providers(
+                settings,
+                simulator_url=public_url + SIMULATOR_PREFIX if settings.simulator else None,
+            ),
+            tokens=CallbackTokens(settings.secret_keys),
+            http=http,
+            public_url=public_url,
+        )
+    finally:
+        await http.aclose()
+        await store.close()

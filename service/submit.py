@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from service.providers.base import Parent
 from service.providers.client import send
 from service.services import Services
 from service.store.base import IdempotencyKey, NewTask
+from service.workers import schedule
 
 FIELDS = frozenset(
     {"provider", "action", "params", "parent_id", "callback_url", "callback_events", "metadata"}
@@ -199,7 +201,11 @@ async def submit(
         await svc.ingest(task_id, _refused("provider_unavailable", exc.detail, None))
         exc.extra["task_id"] = task_id
         raise
-    applied = await svc.ingest(task_id, submitted.observation)
+    applied = await svc.ingest(
+        task_id,
+        submitted.observation,
+        schedule=schedule.after_submit(provider, svc.settings.reconcile_after, time.time()),
+    )
     log.info(
         "task.submitted",
         task_id=task_id,

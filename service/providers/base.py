@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from service.domain.models import Observation
 
@@ -104,6 +104,7 @@ class Provider(Protocol):
         ...
 
 
+@runtime_checkable
 class ModalProvider(Provider, Protocol):
     """A provider with a two-step inpaint (APIMart): the task waits in MODAL for a modal call."""
 

@@ -45,6 +45,52 @@ class Applied:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """When to poll a task next; `attempts` counts polls in a row that changed nothing.
+
+    A poll does not know before ingest whether it changes the task: `idle_*` is the schedule
+    to use when the observation is not applied (backed off), the plain one when it is.
+    """
+
+    next_poll_at: float
+    attempts: int = 0
+    idle_next_poll_at: float | None = None
+    idle_attempts: int = 0
+
+    def pick(self, applied: bool) -> tuple[float, int]:
+        if applied or self.idle_next_poll_at is None:
+            return self.next_poll_at, self.attempts
+        return self.idle_next_poll_at, self.idle_attempts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollClaim:
+    """A task leased to this process for one poll."""
+
+    task_id: str
+    provider: str
+    provider_task_id: str
+    status: Status
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerLimits:
+    """Seconds a task may stay in a status before a timer ends it."""
+
+    modal: float
+    submit: float
+    queue: float
+    run: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Due:
+    task_id: str
+    status: Status
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskQuery:
     owner: str
     status: Sequence[str] = ()
@@ -76,9 +122,32 @@ class Store(Protocol):
         """
         ...
 
-    async def apply(self, task_id: str, obs: Observation) -> Applied:
-        """Record `obs` and apply the state machine's decision, all in one transaction."""
+    async def apply(
+        self, task_id: str, obs: Observation, *, schedule: Schedule | None = None
+    ) -> Applied:
+        """Record `obs` and apply the state machine's decision, all in one transaction.
+
+        With `schedule`, the task's next poll is set (and its poll lease released) too.
+        """
         ...
+
+    async def reschedule(self, task_id: str, schedule: Schedule) -> None:
+        """Set the next poll and release this process's lease (a poll that learnt nothing)."""
+        ...
+
+    async def claim_due_polls(self, now: float, *, limit: int, lease: float) -> list[PollClaim]:
+        """Lease up to `limit` tasks whose poll is due; no two workers hold the same task."""
+        ...
+
+    async def next_poll_due(self) -> float | None:
+        """The earliest time any unfinished task is due for a poll (None: nothing to poll)."""
+        ...
+
+    async def due_timers(self, now: float, limits: TimerLimits, *, limit: int = 100) -> list[Due]:
+        """Unfinished tasks that have stayed in their status past its limit."""
+        ...
+
+    async def reschedule_unfinished(self, now: float, *, spread: float) -> int: ...
 
     async def get_task(self, ref: str, *, owner: str | None) -> dict[str, Any] | None:
         """A task by jobhook id or provider task id; `owner=None` looks across owners."""

@@ -25,7 +25,17 @@ from service.domain.models import RAW_LIMIT, Observation, task_error
 from service.domain.status import TERMINAL, Decision, Status, TaskState, decide, event_type_for
 from service.domain.views import event_view, task_view
 from service.errors import Conflict, NotFound, StoreUnavailable
-from service.store.base import Applied, IdempotencyKey, NewTask, Page, TaskQuery
+from service.store.base import (
+    Applied,
+    Due,
+    IdempotencyKey,
+    NewTask,
+    Page,
+    PollClaim,
+    Schedule,
+    TaskQuery,
+    TimerLimits,
+)
 from service.store.sqlite_writer import SQLiteWriter
 
 READERS = 4
@@ -107,8 +117,8 @@ def _create(
     now = utcnow_iso()
     conn.execute(
         "INSERT INTO tasks (id, owner, provider, action, status, params, parent_id, metadata,"
-        " callback_url, callback_events, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, 'NOT_START', ?, ?, ?, ?, ?, ?, ?)",
+        " callback_url, callback_events, created_at, updated_at, status_since)"
+        " VALUES (?, ?, ?, ?, 'NOT_START', ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             new.id,
             new.owner,
@@ -121,6 +131,7 @@ def _create(
             _dumps(list(new.callback_events)),
             now,
             now,
+            time.time(),
         ),
     )
     if idem is not None:
@@ -139,7 +150,13 @@ _LOAD = (
 )
 
 
-def _apply(conn: sqlite3.Connection, task_id: str, obs: Observation, now_epoch: float) -> Applied:
+def _apply(
+    conn: sqlite3.Connection,
+    task_id: str,
+    obs: Observation,
+    now_epoch: float,
+    schedule: Schedule | None,
+) -> Applied:
     # Three statements per unit at most (load, insert event, update task), and the views are
     # built in Python rather than read back.
     row = conn.execute(_LOAD, (obs.dedupe_key, task_id)).fetchone()
@@ -190,6 +207,11 @@ def _apply(conn: sqlite3.Connection, task_id: str, obs: Observation, now_epoch: 
         (*event.values(), obs.dedupe_key, _bounded_raw(obs.raw)),
     )
     sets = _changes(row, decision, obs, now)
+    if decision.applied and decision.status != state.status:
+        sets["status_since"] = now_epoch
+    if schedule is not None and decision.status not in TERMINAL:
+        next_poll_at, attempts = schedule.pick(decision.applied)
+        sets |= {"next_poll_at": next_poll_at, "poll_attempts": attempts, "poll_lease_until": None}
     task = dict(row)
     if sets:
         assignments = ", ".join(f"{column} = ?" for column in sets)
@@ -240,6 +262,54 @@ def _changes(row: sqlite3.Row, decision: Decision, obs: Observation, now: str) -
     if obs.source == "callback" and not decision.foreign:
         sets["last_callback_at"] = now
     return sets
+
+
+def _reschedule(conn: sqlite3.Connection, task_id: str, schedule: Schedule) -> None:
+    conn.execute(
+        "UPDATE tasks SET next_poll_at = ?, poll_attempts = ?, poll_lease_until = NULL"
+        " WHERE id = ? AND finished_at IS NULL",
+        (schedule.next_poll_at, schedule.attempts, task_id),
+    )
+
+
+def _claim_due_polls(
+    conn: sqlite3.Connection, now: float, limit: int, lease: float
+) -> list[PollClaim]:
+    # One statement: the writer is this process's only writer, and BEGIN IMMEDIATE holds the
+    # database lock against other processes, so a claimed row is nobody else's until the lease
+    # runs out.
+    rows = conn.execute(
+        "UPDATE tasks SET poll_lease_until = ? WHERE id IN ("
+        " SELECT id FROM tasks WHERE finished_at IS NULL AND next_poll_at <= ?"
+        " AND provider_task_id IS NOT NULL"
+        " AND (poll_lease_until IS NULL OR poll_lease_until <= ?)"
+        " ORDER BY next_poll_at LIMIT ?)"
+        " RETURNING id, provider, provider_task_id, status, poll_attempts, last_callback_at",
+        (now + lease, now, now, limit),
+    ).fetchall()
+    return [
+        PollClaim(
+            task_id=r["id"],
+            provider=r["provider"],
+            provider_task_id=r["provider_task_id"],
+            status=Status(r["status"]),
+            attempts=r["poll_attempts"],
+        )
+        for r in rows
+    ]
+
+
+def _reschedule_unfinished(conn: sqlite3.Connection, now: float, spread: float) -> int:
+    rows = conn.execute(
+        "SELECT id FROM tasks WHERE finished_at IS NULL AND provider_task_id IS NOT NULL"
+    ).fetchall()
+    step = spread / max(len(rows), 1)
+    for i, row in enumerate(rows):
+        conn.execute(
+            "UPDATE tasks SET next_poll_at = min(coalesce(next_poll_at, ?), ?) WHERE id = ?",
+            (now + i * step, now + i * step, row["id"]),
+        )
+    return len(rows)
 
 
 def _enqueue(
@@ -327,8 +397,47 @@ class SQLiteStore:
     ) -> tuple[dict[str, Any], bool]:
         return await self._writer.run(_create, new, idempotency)
 
-    async def apply(self, task_id: str, obs: Observation) -> Applied:
-        return await self._writer.run(_apply, task_id, obs, time.time())
+    async def apply(
+        self, task_id: str, obs: Observation, *, schedule: Schedule | None = None
+    ) -> Applied:
+        return await self._writer.run(_apply, task_id, obs, time.time(), schedule)
+
+    async def reschedule(self, task_id: str, schedule: Schedule) -> None:
+        await self._writer.run(_reschedule, task_id, schedule)
+
+    async def claim_due_polls(self, now: float, *, limit: int, lease: float) -> list[PollClaim]:
+        return await self._writer.run(_claim_due_polls, now, limit, lease)
+
+    async def next_poll_due(self) -> float | None:
+        rows = await self._fetch(
+            "SELECT min(max(next_poll_at, coalesce(poll_lease_until, 0))) FROM tasks"
+            " WHERE finished_at IS NULL AND next_poll_at IS NOT NULL"
+            " AND provider_task_id IS NOT NULL"
+        )
+        value = rows[0][0] if rows else None
+        return float(value) if value is not None else None
+
+    async def due_timers(self, now: float, limits: TimerLimits, *, limit: int = 100) -> list[Due]:
+        rows = await self._fetch(
+            "SELECT id, status FROM tasks WHERE finished_at IS NULL AND ("
+            " (status = 'MODAL' AND status_since <= ?)"
+            " OR (status = 'NOT_START' AND status_since <= ?)"
+            " OR (status = 'SUBMITTED' AND status_since <= ?)"
+            " OR (status = 'IN_PROGRESS' AND status_since <= ?)) LIMIT ?",
+            (
+                now - limits.modal,
+                now - limits.submit,
+                now - limits.queue,
+                now - limits.run,
+                limit,
+            ),
+        )
+        return [Due(task_id=r["id"], status=Status(r["status"])) for r in rows]
+
+    async def reschedule_unfinished(self, now: float, *, spread: float) -> int:
+        """Poll every unfinished task soon (within `spread` s): nothing stays stuck after a
+        restart, and callbacks missed while jobhook was down are caught up."""
+        return await self._writer.run(_reschedule_unfinished, now, spread)
 
     async def get_task(self, ref: str, *, owner: str | None) -> dict[str, Any] | None:
         sql = "SELECT * FROM tasks WHERE (id = ? OR provider_task_id = ?)"

@@ -2,21 +2,39 @@
 
 Answers: 200 for applied, duplicate, stale and conflict (the provider must stop retrying); 401
 bad token or signature; 400 malformed; 403 a body naming another task; 413 too large; 503 when
-the store cannot commit (the provider retries, nothing is lost).
+the store cannot commit (the provider retries, nothing is lost). A provider that does not sign
+its callbacks only gets to say "look again": jobhook fetches the task from the provider's API
+and ingests that, so a forged body alone never changes a task.
 """
 
 from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from service.domain.models import Observation
-from service.errors import Forbidden, MalformedCallback, NotFound, PayloadTooLarge, Unauthorized
+from service.errors import (
+    Forbidden,
+    MalformedCallback,
+    NotFound,
+    PayloadTooLarge,
+    ProviderRejected,
+    ProviderUnavailable,
+    Unauthorized,
+)
 from service.logging import log
+from service.providers.base import Provider
+from service.providers.client import send
 from service.services import Services
+from service.store.base import Schedule
 from service.web.problems import JSON
 from service.web.requests import read_body
+from service.workers import schedule
 
 
 async def receive_callback(request: Request) -> Response:
@@ -41,7 +59,7 @@ async def receive_callback(request: Request) -> Response:
         obs = Observation(status=None, source="callback", detail=note, raw=_printable(body))
         await svc.ingest(task_id, obs)
 
-    if provider.signs_callbacks and not provider.verify_callback(request.headers, body):
+    if not provider.verify_callback(request.headers, body):
         await reject("bad_signature", "the callback signature did not verify")
         raise Unauthorized("the callback signature did not verify")
     try:
@@ -49,15 +67,50 @@ async def receive_callback(request: Request) -> Response:
     except MalformedCallback as exc:
         await reject("malformed", exc.detail)
         raise
-    outcomes = []
+    if not provider.signs_callbacks:
+        observations = await _confirm(svc, provider, task_id, observations)
+    outcomes: list[str] = []
     for obs in observations:
-        applied = await svc.ingest(task_id, obs)
+        applied = await svc.ingest(
+            task_id,
+            obs,
+            schedule=schedule.after_callback(svc.settings.reconcile_after, time.time()),
+        )
         if applied.decision.foreign:
             log.warning("callback.rejected", reason="foreign_task", **bind)
             raise Forbidden(applied.decision.reason or "the callback names another task")
         outcomes.append(applied.decision.outcome)
     log.info("callback.received", outcomes=outcomes, bytes=len(body), **bind)
     return JSON({"ok": True, "outcomes": outcomes})
+
+
+async def _confirm(
+    svc: Services, provider: Provider, task_id: str, hints: list[Observation]
+) -> list[Observation]:
+    """Replace an unsigned callback's claims by what the provider's API says of the task."""
+    task = await svc.store.get_task(task_id, owner=None)
+    if task is None:
+        raise NotFound(f"no task {task_id}")
+    named = next((h.provider_task_id for h in hints if h.provider_task_id), None)
+    ours = task["provider_task_id"] or named
+    if named and ours and named != ours:
+        # Let ingest record it and refuse it (403) like any body naming another task.
+        return [replace(hints[0], status=None, detail="the hint names another provider task")]
+    if not ours:
+        return []
+    try:
+        response = await send(svc.http, provider, provider.build_query(ours), timeout=10)
+        fetched = provider.parse_query(response)
+    except (ProviderUnavailable, ProviderRejected) as exc:
+        # The hint stands: poll it as soon as the provider lets us, and ack the callback.
+        await svc.store.reschedule(task_id, Schedule(next_poll_at=time.time() + _retry(exc)))
+        log.warning("callback.deferred", task_id=task_id, provider=provider.name, error=exc.detail)
+        return []
+    return [replace(fetched, detail="fetched to confirm an unsigned callback")]
+
+
+def _retry(exc: Any) -> float:
+    return float(getattr(exc, "retry_after", None) or 1.0)
 
 
 def _printable(body: bytes) -> str:

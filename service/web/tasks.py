@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,12 +15,16 @@ from service.domain.clock import parse_rfc3339, to_iso
 from service.domain.models import Observation, task_error
 from service.domain.status import TERMINAL, Status
 from service.errors import Conflict, NotFound, ValidationFailed
+from service.logging import log
+from service.providers.base import ModalProvider
+from service.providers.client import send
 from service.services import Services
 from service.store.base import IdempotencyKey, TaskQuery
 from service.store.sqlite import decode_cursor
 from service.submit import parse_submit, request_hash, submit
 from service.web.problems import JSON
 from service.web.requests import authenticate, read_json_object
+from service.workers import schedule
 
 MAX_WAIT = 120.0
 LIST_PARAMS = {"limit", "cursor", "status", "provider", "action", "created_after", "created_before"}
@@ -60,7 +65,7 @@ async def create_task(request: Request) -> Response:
     svc = _services(request)
     owner = authenticate(request, svc.settings.api_keys)
     _only(request, ())
-    body = await read_json_object(request, svc.settings.max_body_bytes)
+    body = await read_json_object(request, svc.settings.max_upload_bytes)
     key = request.headers.get("idempotency-key")
     idempotency = None
     if key is not None:
@@ -182,10 +187,53 @@ async def cancel_task(request: Request) -> Response:
     return JSON(applied.task)
 
 
+MODAL_FIELDS = frozenset({"prompt", "mask_url", "mask", "speed"})
+
+
+async def modal_task(request: Request) -> Response:
+    """Finish a MODAL task (APIMart's two-step inpaint) with a mask and a prompt."""
+    svc = _services(request)
+    owner = authenticate(request, svc.settings.api_keys)
+    _only(request, ())
+    body = await read_json_object(request, svc.settings.max_upload_bytes)
+    for name in body:
+        if name not in MODAL_FIELDS:
+            raise ValidationFailed(
+                name, f"unknown field; expected {', '.join(sorted(MODAL_FIELDS))}"
+            )
+    ref = request.path_params["id"]
+    task = await svc.store.get_task(ref, owner=owner)
+    if task is None:
+        raise NotFound(f"no task {ref}")
+    if task["status"] != Status.MODAL:
+        raise Conflict(f"the task is {task['status']}; a modal call needs a MODAL task")
+    provider = svc.providers.get(task["provider"])
+    if not isinstance(provider, ModalProvider):
+        raise Conflict(f"provider {task['provider']} has no modal call")
+    try:
+        params = provider.validate_modal(body)
+    except ValidationFailed as exc:  # the body's fields are top-level here, not under params
+        raise ValidationFailed(
+            exc.field.removeprefix("params."), exc.detail.split(": ", 1)[-1]
+        ) from None
+    response = await send(
+        svc.http, provider, provider.build_modal(task["provider_task_id"], params)
+    )
+    obs = provider.parse_modal(response)
+    applied = await svc.ingest(
+        task["id"], obs, schedule=schedule.after_submit(provider, 0, time.time())
+    )
+    if not applied.decision.applied:
+        raise Conflict(f"the task is {applied.task['status']}; the modal call was not applied")
+    log.info("task.modal_submitted", task_id=task["id"], provider=provider.name)
+    return JSON(applied.task, 202)
+
+
 routes = [
     Route("/v1/tasks", create_task, methods=["POST"]),
     Route("/v1/tasks", list_tasks, methods=["GET"]),
     Route("/v1/tasks/{id}", get_task, methods=["GET"]),
     Route("/v1/tasks/{id}/events", list_events, methods=["GET"]),
     Route("/v1/tasks/{id}/cancel", cancel_task, methods=["POST"]),
+    Route("/v1/tasks/{id}/modal", modal_task, methods=["POST"]),
 ]

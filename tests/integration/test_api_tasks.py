@@ -158,7 +158,7 @@ async def test_unreadable_requests(client: httpx.AsyncClient, settings: Settings
         await client.post("/v1/tasks", content=b"prompt=x", headers={"content-type": "text/plain"}),
         415,
     )
-    big = {"action": "imagine", "params": {"prompt": "x" * (settings.max_body_bytes + 10)}}
+    big = {"action": "imagine", "params": {"prompt": "x" * (settings.max_upload_bytes + 10)}}
     assert_problem(await client.post("/v1/tasks", json=big), 413)
     assert_problem(await client.get("/v1/tasks/task_01J0000000000000000000000"), 404)
     assert_problem(await client.get("/v1/nothing"), 404)

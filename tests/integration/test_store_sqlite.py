@@ -15,7 +15,7 @@ from service.domain.models import Observation
 from service.domain.status import ALLOWED, TERMINAL, Status
 from service.errors import Conflict, NotFound, StoreUnavailable
 from service.store.base import IdempotencyKey, NewTask, TaskQuery
-from service.store.sqlite import SQLiteStore
+from service.store.sqlite import SQLiteStore, migrations
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ async def test_committed_rows_survive_reopening(tmp_path: Path) -> None:
     try:
         got = await reopened.get_task(str(task["id"]), owner="o")
         assert got is not None and got["status"] == "SUBMITTED"
-        assert reopened.schema_version == 1
+        assert reopened.schema_version == max(v for v, _ in migrations())
     finally:
         await reopened.close()
 

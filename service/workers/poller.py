@@ -1,0 +1,223 @@
+"""The poller: asks providers about tasks whose poll is due, and ingests what they say.
+
+Due times live in the store; a claim leases a task to this process so no two workers poll it at
+once. Concurrency is bounded globally, requests per provider by a token bucket that also obeys
+Retry-After. When nothing is due the loop sleeps until the next due time (or a wake-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from service.domain.models import Observation, task_error
+from service.domain.status import Status
+from service.errors import JobhookError, ProviderRejected, ProviderUnavailable
+from service.logging import log
+from service.providers.base import Provider
+from service.providers.client import send
+from service.services import Services
+from service.store.base import PollClaim
+from service.workers import schedule
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollerConfig:
+    #: polls in flight at once, over all providers
+    concurrency: int = 16
+    #: polls per second per provider (a token bucket with this much burst)
+    rate_per_provider: float = 5.0
+    #: seconds a claim is ours; a crashed worker's claims are free again after it
+    lease: float = 30.0
+    #: longest sleep when nothing is due (other processes may schedule polls)
+    idle_sleep: float = 5.0
+    #: seconds one poll request may take
+    timeout: float = 15.0
+
+
+DEFAULT_POLLER_CONFIG = PollerConfig()
+
+#: What a provider refusing a query for good means for the task.
+_LOST = {
+    403: ("provider_forbidden", "the provider says the task belongs to another account"),
+    404: ("provider_lost", "the provider no longer knows the task (expired or never created)"),
+}
+
+
+class _Bucket:
+    """A token bucket per provider; `hold` pauses it (Retry-After) for every task at once."""
+
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._tokens = rate
+        self._stamp = clock()
+        self._hold_until = 0.0
+
+    def hold(self, seconds: float) -> None:
+        self._hold_until = max(self._hold_until, self._clock() + seconds)
+
+    async def take(self) -> None:
+        while True:
+            now = self._clock()
+            if now < self._hold_until:
+                await asyncio.sleep(self._hold_until - now)
+                continue
+            self._tokens = min(self._rate, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await asyncio.sleep((1 - self._tokens) / self._rate)
+
+
+class Poller:
+    def __init__(
+        self,
+        svc: Services,
+        config: PollerConfig = DEFAULT_POLLER_CONFIG,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.svc = svc
+        self.config = config
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._buckets: dict[str, _Bucket] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Look for due polls now (a task was scheduled sooner than the loop is sleeping)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._round()
+            except JobhookError as exc:  # the store is busy or gone: back off, never crash
+                log.error("poll.loop_error", error=exc.detail)
+                await self._sleep(self.config.idle_sleep)
+
+    async def _round(self) -> None:
+        free = self.config.concurrency - len(self._inflight)
+        if free > 0:
+            claims = await self.svc.store.claim_due_polls(
+                self.clock(), limit=free, lease=self.config.lease
+            )
+            for claim in claims:
+                task = asyncio.create_task(self.poll(claim))
+                self._inflight.add(task)
+                task.add_done_callback(self._done)
+            if len(claims) == free:
+                return  # maybe more are due: claim again once slots free up
+        due = await self.svc.store.next_poll_due()
+        delay = self.config.idle_sleep if due is None else due - self.clock()
+        await self._sleep(min(max(delay, 0.05), self.config.idle_sleep))
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._wake.wait())}
+        if len(self._inflight) >= self.config.concurrency:
+            waiters |= set(self._inflight)  # type: ignore[arg-type]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                if w not in self._inflight:
+                    w.cancel()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("poll.crashed", exc_info=task.exception())
+        self._wake.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming, let in-flight polls finish (up to `grace` s), then cancel the rest.
+        A cancelled poll keeps its lease, which expires on its own."""
+        self._stopping = True
+        self._wake.set()
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=grace)
+        for task in list(self._inflight):
+            task.cancel()
+
+    def _bucket(self, provider: str) -> _Bucket:
+        if provider not in self._buckets:
+            self._buckets[provider] = _Bucket(self.config.rate_per_provider, self.clock)
+        return self._buckets[provider]
+
+    async def poll(self, claim: PollClaim) -> None:
+        """One poll of one claimed task, ending in an ingest or a reschedule."""
+        svc = self.svc
+        provider = svc.providers.get(claim.provider)
+        bind = {"task_id": claim.task_id, "provider": claim.provider}
+        if provider is None:  # disabled since the task was made; look again later
+            await svc.store.reschedule(claim.task_id, schedule.after_error_cap(self.clock()))
+            log.warning("poll.result", result="provider_disabled", **bind)
+            return
+        bucket = self._bucket(claim.provider)
+        await bucket.take()
+        try:
+            response = await send(
+                svc.http,
+                provider,
+                provider.build_query(claim.provider_task_id),
+                timeout=self.config.timeout,
+            )
+            obs = provider.parse_query(response)
+        except ProviderUnavailable as exc:
+            if exc.retry_after:
+                bucket.hold(exc.retry_after)
+            await svc.store.reschedule(
+                claim.task_id,
+                schedule.after_error(
+                    provider, claim.attempts, self.clock(), self.rng, exc.retry_after
+                ),
+            )
+            log.warning("poll.result", result="unavailable", error=exc.detail, **bind)
+            return
+        except ProviderRejected as exc:
+            await self._rejected(provider, claim, exc)
+            return
+        applied = await svc.ingest(
+            claim.task_id,
+            obs,
+            schedule=schedule.after_poll(
+                provider, obs.status or claim.status, claim.attempts, self.clock(), self.rng
+            ),
+        )
+        log.info(
+            "poll.result",
+            result="changed" if applied.decision.applied else "unchanged",
+            status=applied.task["status"],
+            **bind,
+        )
+
+    async def _rejected(self, provider: Provider, claim: PollClaim, exc: ProviderRejected) -> None:
+        bind = {"task_id": claim.task_id, "provider": claim.provider}
+        lost = _LOST.get(exc.http_status)
+        if lost is None:  # 400/401/...: our request or key is wrong; retry slowly, loudly
+            await self.svc.store.reschedule(
+                claim.task_id,
+                schedule.after_error(provider, claim.attempts, self.clock(), self.rng),
+            )
+            log.error("poll.result", result="refused", error=exc.detail, **bind)
+            return
+        code, message = lost
+        await self.svc.ingest(
+            claim.task_id,
+            Observation(
+                status=Status.FAILURE,
+                source="poll",
+                error=task_error(code, f"{message}: {exc.detail}", str(exc.http_status)),
+                detail=message,
+            ),
+        )
+        log.warning("poll.result", result=code, **bind)

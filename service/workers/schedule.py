@@ -1,0 +1,74 @@
+"""When to poll a task next: pure functions of the provider's facts, the outcome and the clock.
+
+Intervals start at the provider's recommendation, back off with jitter to a cap while polls
+learn nothing or fail, and never come sooner than a provider's Retry-After.
+"""
+
+from __future__ import annotations
+
+import random
+
+from service.domain.status import Status
+from service.providers.base import Provider
+from service.store.base import Schedule
+
+#: The longest wait between two polls of one running task.
+CAP = 60.0
+BACKOFF = 1.5
+JITTER = 0.2
+
+
+def _jitter(seconds: float, rng: random.Random) -> float:
+    return seconds * rng.uniform(1 - JITTER, 1 + JITTER)
+
+
+def backoff(base: float, attempts: int, rng: random.Random) -> float:
+    return min(CAP, _jitter(base * BACKOFF**attempts, rng))
+
+
+def after_submit(provider: Provider, reconcile_after: float, now: float) -> Schedule:
+    """A callback provider is polled only if its callbacks go quiet; others at their pace."""
+    wait = reconcile_after if provider.supports_callbacks else provider.poll_interval
+    return Schedule(next_poll_at=now + wait)
+
+
+def after_callback(reconcile_after: float, now: float) -> Schedule:
+    return Schedule(next_poll_at=now + reconcile_after)
+
+
+def after_poll(
+    provider: Provider,
+    status: Status,
+    attempts: int,
+    now: float,
+    rng: random.Random,
+) -> Schedule:
+    """The schedule after a successful poll: the base pace if it changed the task, else
+    backed off. A MODAL task waits on the client, so it is only checked now and then."""
+    if status is Status.MODAL:
+        return Schedule(next_poll_at=now + _jitter(CAP, rng))
+    base = provider.poll_interval
+    return Schedule(
+        next_poll_at=now + _jitter(base, rng),
+        attempts=0,
+        idle_next_poll_at=now + backoff(base, attempts + 1, rng),
+        idle_attempts=attempts + 1,
+    )
+
+
+def after_error(
+    provider: Provider,
+    attempts: int,
+    now: float,
+    rng: random.Random,
+    retry_after: float | None = None,
+) -> Schedule:
+    wait = backoff(provider.poll_interval, attempts + 1, rng)
+    if retry_after is not None:
+        wait = max(wait, retry_after)
+    return Schedule(next_poll_at=now + wait, attempts=attempts + 1)
+
+
+def after_error_cap(now: float) -> Schedule:
+    """Look again at the slowest pace (the provider is not enabled in this process)."""
+    return Schedule(next_poll_at=now + CAP)
