@@ -19,7 +19,6 @@ from service.services import Services
 from service.store.base import NewTask, Schedule, TimerLimits
 from service.store.sqlite import SQLiteStore
 from service.workers.timers import Timers
-from tests.integration.test_api_tasks import submit
 
 
 async def _due_tasks(store: SQLiteStore, n: int) -> list[str]:
@@ -110,14 +109,23 @@ LIMITS = TimerLimits(modal=1800, submit=300, queue=7200, run=3600)
 async def test_timers_end_overdue_tasks(client: httpx.AsyncClient) -> None:
     svc = services(client)
     path = svc.store.path  # type: ignore[attr-defined]
-    slow = await submit(client, {"action": "imagine", "params": {"prompt": "q [never]"}})
-    running = await submit(client, {"action": "imagine", "params": {"prompt": "r [never]"}})
-    modal = await submit(client, {"action": "imagine", "params": {"prompt": "m [never]"}})
-    await svc.ingest(running["id"], Observation(status=Status.IN_PROGRESS, source="poll"))
+
+    async def made(status: Status | None) -> dict[str, Any]:
+        task, _ = await svc.store.create_task(
+            NewTask(
+                id=new_id("task"), owner="local", provider="simulator", action="imagine", params={}
+            )
+        )
+        if status is not None:
+            await svc.ingest(
+                task["id"], Observation(status=status, source="poll", provider_task_id=new_id("p"))
+            )
+        return task
+
+    slow, running, modal, stuck = [
+        await made(s) for s in (Status.SUBMITTED, Status.IN_PROGRESS, Status.SUBMITTED, None)
+    ]
     await svc.ingest(modal["id"], Observation(status=Status.MODAL, source="poll", progress=15))
-    stuck, _ = await svc.store.create_task(
-        NewTask(id=new_id("task"), owner="local", provider="simulator", action="imagine", params={})
-    )
     timers = Timers(svc, LIMITS)
     assert await timers.fire() == 0
     _age(path, slow["id"], 7201)
