@@ -1,8 +1,9 @@
 """The single SQLite writer: one thread, one connection, group commit.
 
 Units of work are queued from the event loop; the thread drains the queue, runs a batch inside
-one `BEGIN IMMEDIATE ... COMMIT` (each unit in its own savepoint, so one unit's error rolls back
-only that unit), then resolves every caller's future. One thread hop per batch, never two
+one `BEGIN IMMEDIATE ... COMMIT` (if a unit raises, the batch is rolled back and each unit is run
+in a transaction of its own, so an error stays with its caller), then resolves every caller's
+future. One thread hop per batch, never two
 transactions interleaved on one connection.
 """
 
@@ -25,6 +26,10 @@ Unit = Callable[..., Any]
 
 #: Units committed together at most; bounds the latency a batch adds to its first caller.
 MAX_BATCH = 256
+
+
+class _UnitFailed(Exception):
+    """A unit of a batch raised; the batch was rolled back."""
 
 
 @dataclass(slots=True)
@@ -71,6 +76,25 @@ class SQLiteWriter:
         self._queue.put(_Item(fn, args, future, loop))
         return await future
 
+    def _together(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[tuple[bool, Any]]:
+        """Run `batch` in one transaction. No savepoint per unit: each statement hands the GIL
+        to the event loop and back, so the happy path is BEGIN, the units' statements, COMMIT.
+
+        Raises _UnitFailed (all rolled back) when a unit of a larger batch raised.
+        """
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = [(True, item.fn(conn, *item.args)) for item in batch]
+        except Exception as exc:
+            conn.execute("ROLLBACK")
+            if len(batch) > 1:
+                raise _UnitFailed from exc
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            return [(False, exc)]
+        conn.execute("COMMIT")
+        return results
+
     def _run(self) -> None:
         try:
             conn = self._connect()
@@ -99,18 +123,14 @@ class SQLiteWriter:
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
-        results: list[tuple[bool, Any]] = []
+        results: list[tuple[bool, Any]]
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for item in batch:
-                conn.execute("SAVEPOINT unit")
-                try:
-                    results.append((True, item.fn(conn, *item.args)))
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO unit")
-                    results.append((False, exc))
-                conn.execute("RELEASE unit")
-            conn.execute("COMMIT")
+            try:
+                results = self._together(conn, batch)
+            except _UnitFailed:
+                # One unit failed and took the batch down: run each unit on its own, so the
+                # failure stays with its caller and the others commit.
+                results = [self._together(conn, [item])[0] for item in batch]
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
