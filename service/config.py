@@ -189,10 +189,22 @@ def _parse(values: Mapping[str, str]) -> Settings:
         for p, url in PROVIDER_URLS.items()
     }
     default_provider = (get("JOBHOOK_DEFAULT_PROVIDER", "") or "simulator").strip()
-    if default_provider not in ("simulator", *PROVIDER_URLS):
+    simulators = ("simulator", "simulator-apimart", "simulator-vtrix")
+    if default_provider not in (*simulators, *PROVIDER_URLS):
         raise ConfigError(
-            f"JOBHOOK_DEFAULT_PROVIDER: expected one of simulator, "
+            f"JOBHOOK_DEFAULT_PROVIDER: expected one of {', '.join(simulators)}, "
             f"{', '.join(PROVIDER_URLS)}; got {default_provider!r}"
+        )
+    simulator = _flag(values, "JOBHOOK_SIMULATOR", default=True)
+    if default_provider in PROVIDER_URLS and default_provider not in provider_keys:
+        raise ConfigError(
+            f"JOBHOOK_DEFAULT_PROVIDER: {default_provider} is not enabled "
+            f"(set {default_provider.upper()}_API_KEY)"
+        )
+    if default_provider in simulators and not simulator:
+        raise ConfigError(
+            "JOBHOOK_DEFAULT_PROVIDER: the simulator is off (JOBHOOK_SIMULATOR=off); "
+            "name a provider with a key"
         )
     log_level = (get("JOBHOOK_LOG_LEVEL", "") or "info").strip().lower()
     if log_level not in ("debug", "info", "warning", "error"):
@@ -233,6 +245,6 @@ def _parse(values: Mapping[str, str]) -> Settings:
         var_dir=Path(get("JOBHOOK_VAR_DIR", "") or "var"),
         log_level=log_level,
         log_format=log_format,
-        simulator=_flag(values, "JOBHOOK_SIMULATOR", default=True),
+        simulator=simulator,
         simulator_step=_number(values, "JOBHOOK_SIMULATOR_STEP", 1.0, minimum=0.001),
     )

@@ -10,17 +10,31 @@ SIMULATOR_KEY = "sim_local_key"
 
 
 def build_providers(settings: Settings, *, simulator_url: str | None) -> dict[str, Provider]:
-    """Providers with a configured key, plus `simulator` when the embedded simulator runs."""
+    """Providers with a configured key, plus the embedded simulator's three wire formats:
+    `simulator` (Apiframe's, signed webhooks), `simulator-apimart` (poll-only, MODAL) and
+    `simulator-vtrix` (unsigned callback hints)."""
     from service.providers.apiframe import ApiframeProvider
+    from service.providers.apimart import ApimartProvider
+    from service.providers.vtrix import VtrixProvider
 
+    kinds: dict[str, type[ApiframeProvider] | type[ApimartProvider] | type[VtrixProvider]] = {
+        "apiframe": ApiframeProvider,
+        "apimart": ApimartProvider,
+        "vtrix": VtrixProvider,
+    }
     providers: dict[str, Provider] = {}
     if simulator_url is not None:
         providers["simulator"] = ApiframeProvider(
             api_key=SIMULATOR_KEY, base_url=simulator_url, name="simulator"
         )
-    key = settings.provider_keys.get("apiframe")
-    if key:
-        providers["apiframe"] = ApiframeProvider(
-            api_key=key, base_url=settings.provider_urls["apiframe"]
-        )
+        for wire in ("apimart", "vtrix"):
+            name = f"simulator-{wire}"
+            providers[name] = kinds[wire](api_key=SIMULATOR_KEY, base_url=simulator_url, name=name)
+        for provider in providers.values():
+            # The simulator's jobs move one step per JOBHOOK_SIMULATOR_STEP: poll at that pace.
+            provider.poll_interval = min(provider.poll_interval, settings.simulator_step)
+    for name, kind in kinds.items():
+        key = settings.provider_keys.get(name)
+        if key:
+            providers[name] = kind(api_key=key, base_url=settings.provider_urls[name])
     return providers

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service.providers.apiframe import sign_body
+from service.simulator.faults import NO_FAULTS, CallbackFaults
 
 if TYPE_CHECKING:
     from service.simulator.app import Simulator
@@ -54,6 +55,8 @@ class ApiframeJob:
     error: str | None = None
     webhook_status: str | None = None
     completed_at: str | None = None
+    #: from prompt markers (`[dup]`, `[reorder]`...) and the simulator's global callback faults
+    faults: CallbackFaults = NO_FAULTS
 
     @property
     def credit_cost(self) -> int:
@@ -183,6 +186,7 @@ class ApiframeSimulator:
             webhook_url=url,
             webhook_events=tuple(body.get("webhookEvents") or DEFAULT_EVENTS) if url else (),
             created_at=_now(),
+            faults=self._sim.faults.for_prompt(prompt),
         )
         self.jobs[job.id] = job
         if idempotency_key:
@@ -224,18 +228,24 @@ class ApiframeSimulator:
         if job.webhook_url is None or event not in job.webhook_events:
             return
         body = json.dumps(_webhook_body(job, event), separators=(",", ":")).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Webhook-Event": event,
-            "X-Webhook-Signature": sign_body(job.api_key, body),
-        }
+
+        def sign(raw: bytes) -> dict[str, str]:
+            return {
+                "Content-Type": "application/json",
+                "X-Webhook-Event": event,
+                "X-Webhook-Signature": sign_body(job.api_key, raw),
+            }
+
         self._sim.send_webhook(
             job_id=job_id,
             url=job.webhook_url,
             event=event,
             body=body,
-            headers=headers,
+            headers=sign(body),
             on_done=lambda ok: self._record_delivery(job_id, ok),
+            faults=job.faults,
+            final=event != "progress",
+            sign=sign,
         )
 
     def _record_delivery(self, job_id: str, delivered: bool) -> None:

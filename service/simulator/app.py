@@ -1,10 +1,11 @@
 """The provider simulator's shared core: the Starlette app, the clock, seeded ids, auth, the
-webhook sender and the image route that every simulated provider builds on.
+webhook sender (with its injected faults) and the media routes every simulated provider uses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import random
 import uuid
@@ -21,10 +22,19 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.simulator.apiframe import ApiframeSimulator
+from service.simulator.apimart import ApimartSimulator
+from service.simulator.faults import (
+    MALFORMED_BODY,
+    NO_FAULTS,
+    CallbackFaults,
+    FaultGate,
+    Faults,
+    control_routes,
+)
 from service.simulator.png import image_for
+from service.simulator.vtrix import VtrixSimulator
 
 #: One try plus three retries per webhook; a provider that gives up sooner loses fewer hooks.
 WEBHOOK_ATTEMPTS = 4
@@ -46,6 +56,17 @@ class SentWebhook:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Hook:
+    """One webhook waiting in a job's queue."""
+
+    url: str
+    event: str
+    body: bytes
+    headers: Mapping[str, str]
+    on_done: Callable[[bool], None] | None = None
+
+
 class Simulator:
     """Fake providers over real HTTP. `app` has no lifespan: await `start()` and `aclose()`."""
 
@@ -56,23 +77,34 @@ class Simulator:
         step_seconds: float = 0.5,
         api_keys: Collection[str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        modal_timeout_steps: int | None = None,
     ) -> None:
         self.rng = random.Random(seed)
         self.step_seconds = step_seconds
         self.api_keys = None if api_keys is None else frozenset(api_keys)
         self.sent_webhooks: list[SentWebhook] = []
         self.request_counts: Counter[str] = Counter()
+        self.faults = Faults()
         self.transport = transport
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # The last queued webhook per job: the next one waits for it, so hooks go out in order.
         self._tails: dict[str, asyncio.Task[bool]] = {}
+        # Webhook faults: progress hooks held back by `reorder`; jobs already sent their garbage.
+        self._held: dict[str, list[_Hook]] = {}
+        self._malformed: set[str] = set()
         self.apiframe = ApiframeSimulator(self)
+        self.apimart = ApimartSimulator(self, modal_timeout_steps=modal_timeout_steps)
+        self.vtrix = VtrixSimulator(self)
         routes: list[BaseRoute] = [
             *self.apiframe.routes(),
+            *self.apimart.routes(),
+            *self.vtrix.routes(),
             Route("/images/{name}.png", self._image, methods=["GET"]),
+            Route("/videos/{name}.mp4", self._video, methods=["GET"]),
+            *control_routes(self),
         ]
-        self.app = Starlette(routes=routes, middleware=[Middleware(_CountRequests, sim=self)])
+        self.app = Starlette(routes=routes, middleware=[Middleware(FaultGate, sim=self)])
         self.app.state.simulator = self
 
     async def start(self) -> None:
@@ -85,6 +117,7 @@ class Simulator:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tails.clear()
+        self._held.clear()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -140,39 +173,78 @@ class Simulator:
         body: bytes,
         headers: Mapping[str, str],
         on_done: Callable[[bool], None] | None = None,
+        faults: CallbackFaults = NO_FAULTS,
+        final: bool = False,
+        sign: Callable[[bytes], Mapping[str, str]] | None = None,
     ) -> None:
-        """Queue one webhook; per job they go out one at a time, in the order queued."""
+        """Queue one webhook; per job they go out one at a time, in the order queued.
+
+        `faults` (the job's, from `self.faults.for_prompt`) bends that on purpose. `final` marks
+        the terminal webhook, which releases what `reorder` held back; `sign` gives the headers
+        for the garbage body of `malformed` (by default it goes with this webhook's headers).
+        """
+        hook = _Hook(url=url, event=event, body=body, headers=headers, on_done=on_done)
+        if faults.drop:
+            self.faults.injected["drop"] += 1
+            return
+        if faults.reorder and not final:
+            self._held.setdefault(job_id, []).append(hook)
+            self.faults.injected["reorder"] += 1
+            return
+        if faults.malformed and job_id not in self._malformed:
+            self._malformed.add(job_id)
+            self.faults.injected["malformed"] += 1
+            garbage = _Hook(
+                url=url,
+                event="malformed",
+                body=MALFORMED_BODY,
+                headers=sign(MALFORMED_BODY) if sign is not None else headers,
+            )
+            # One attempt: a receiver rightly refuses it, and a retry would prove nothing.
+            self._queue(job_id, garbage, delay=faults.delay, attempts=1)
+        for queued in [hook, *(self._held.pop(job_id, []) if final else [])]:
+            if faults.dup:
+                self.faults.injected["dup"] += 1
+                self._queue(job_id, dataclasses.replace(queued, on_done=None), delay=faults.delay)
+            if faults.delay:
+                self.faults.injected["delay"] += 1
+            self._queue(job_id, queued, delay=faults.delay)
+
+    def _queue(
+        self, job_id: str, hook: _Hook, *, delay: float = 0.0, attempts: int = WEBHOOK_ATTEMPTS
+    ) -> None:
         previous = self._tails.get(job_id)
         task = asyncio.create_task(
-            self._deliver(previous, job_id=job_id, url=url, event=event, body=body, headers=headers)
+            self._deliver(previous, job_id=job_id, hook=hook, delay=delay, attempts=attempts)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self._tails[job_id] = task
-        if on_done is not None:
-            task.add_done_callback(functools.partial(_report, on_done))
+        if hook.on_done is not None:
+            task.add_done_callback(functools.partial(_report, hook.on_done))
 
     async def _deliver(
         self,
         previous: asyncio.Task[bool] | None,
         *,
         job_id: str,
-        url: str,
-        event: str,
-        body: bytes,
-        headers: Mapping[str, str],
+        hook: _Hook,
+        delay: float,
+        attempts: int,
     ) -> bool:
         if previous is not None:
             await asyncio.wait([previous])
+        if delay:
+            await asyncio.sleep(delay)
         delivered = False
-        for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
+        for attempt in range(1, attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(self.step_seconds * (attempt - 1))
-            status_code, error = await self._post(url, body, headers)
+            status_code, error = await self._post(hook.url, hook.body, hook.headers)
             sent = SentWebhook(
                 job_id=job_id,
-                url=url,
-                event=event,
+                url=hook.url,
+                event=hook.event,
                 attempt=attempt,
                 status_code=status_code,
                 error=error,
@@ -202,6 +274,9 @@ class Simulator:
         png = image_for(name, size=128 if grid else 64, tiles=2 if grid else 1)
         return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
+    async def _video(self, request: Request) -> Response:
+        return Response(tiny_mp4(request.path_params["name"]), media_type="video/mp4")
+
 
 def create_standalone_app(
     *,
@@ -209,9 +284,16 @@ def create_standalone_app(
     step_seconds: float = 0.5,
     api_keys: Collection[str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    modal_timeout_steps: int | None = None,
 ) -> Starlette:
     """The simulator as its own server (`jobhook simulator --port N`), with a lifespan."""
-    sim = Simulator(seed=seed, step_seconds=step_seconds, api_keys=api_keys, transport=transport)
+    sim = Simulator(
+        seed=seed,
+        step_seconds=step_seconds,
+        api_keys=api_keys,
+        transport=transport,
+        modal_timeout_steps=modal_timeout_steps,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -229,21 +311,8 @@ def _report(on_done: Callable[[bool], None], task: asyncio.Task[bool]) -> None:
         on_done(task.result())
 
 
-class _CountRequests:
-    """Counts requests per route (`"GET /v2/jobs/{id}"`) so tests can see how hard we polled."""
-
-    def __init__(self, app: ASGIApp, sim: Simulator) -> None:
-        self.app = app
-        self.sim = sim
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            # The router records the matched route in the scope it was handed, this same dict.
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            self.sim.request_counts[f"{scope['method']} {path}"] += 1
+def tiny_mp4(name: str) -> bytes:
+    """A few bytes that start like an MP4 (an `ftyp` box), distinct per name."""
+    ftyp = b"ftypisom\x00\x00\x02\x00isomiso2mp41"
+    free = b"free" + name.encode()[:64]
+    return b"".join((4 + len(box)).to_bytes(4, "big") + box for box in (ftyp, free))

@@ -74,3 +74,19 @@ def test_secrets_are_generated_once_into_var(tmp_path: Path) -> None:
     again = Settings(var_dir=tmp_path).with_secrets()
     assert (again.secret_keys, again.webhook_secret) == (s.secret_keys, s.webhook_secret)
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"JOBHOOK_DEFAULT_PROVIDER": "apimart"}, "set APIMART_API_KEY"),
+        ({"JOBHOOK_SIMULATOR": "off"}, "the simulator is off"),
+    ],
+)
+def test_the_default_provider_must_be_enabled(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env, env_file=None)
+    ok = Settings.from_env(
+        env | {"APIMART_API_KEY": "sk-x", "JOBHOOK_DEFAULT_PROVIDER": "apimart"}, env_file=None
+    )
+    assert ok.default_provider == "apimart"

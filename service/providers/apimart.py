@@ -1,0 +1,429 @@
+"""APIMart adapter: jobhook actions to APIMart's Midjourney endpoints, and both of its task shapes
+(`/v1/midjourney/{id}` and `/v1/tasks/{id}`) back to Observations. Poll-only: no callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+from urllib.parse import quote
+
+from service.domain.models import Observation, Result, empty_result, task_error
+from service.domain.status import Status
+from service.errors import (
+    JobhookError,
+    MalformedCallback,
+    ProviderRejected,
+    ProviderUnavailable,
+    ValidationFailed,
+)
+from service.providers.apimart_params import (
+    FIELDS,
+    PNG_DATA_PREFIX,
+    STANDALONE,
+    parent_task_id,
+    validate_modal_params,
+    validate_params,
+)
+from service.providers.base import Parent, ProviderRequest, ProviderResponse, Submitted
+
+DEFAULT_BASE_URL: Final = "https://api.apimart.ai"
+#: Progress APIMart reports for a task waiting in MODAL (seed 002's state machine).
+MODAL_PROGRESS: Final = 15
+
+#: Both documented vocabularies: `/v1/midjourney` (upper case) and `/v1/tasks` (lower case), plus
+#: the lower-case `submitted` / `modal` of submit answers. Anything else is not guessed.
+STATUS_MAP: Final[Mapping[str, Status]] = {
+    "NOT_START": Status.SUBMITTED,
+    "SUBMITTED": Status.SUBMITTED,
+    "IN_PROGRESS": Status.IN_PROGRESS,
+    "MODAL": Status.MODAL,
+    "SUCCESS": Status.SUCCESS,
+    "FAILURE": Status.FAILURE,
+    "CANCEL": Status.CANCEL,
+    "pending": Status.SUBMITTED,
+    "submitted": Status.SUBMITTED,
+    "processing": Status.IN_PROGRESS,
+    "modal": Status.MODAL,
+    "completed": Status.SUCCESS,
+    "failed": Status.FAILURE,
+    "cancelled": Status.CANCEL,
+}
+#: APIMart's own error codes in a body's `code`.
+CODE_VALIDATION: Final = 4
+CODE_NOT_FOUND: Final = 3
+_MODAL_KEYS: Final = ("task_id", "prompt", "mask_url", "speed", "metadata")
+
+
+def endpoint(action: str) -> str:
+    """`high_variation` -> `/v1/midjourney/generations/high-variation`."""
+    return "/v1/midjourney/generations/" + action.replace("_", "-")
+
+
+class ApimartProvider:
+    """APIMart's Midjourney API (`Authorization: Bearer`); poll-only, with a two-step inpaint."""
+
+    actions: frozenset[str] = frozenset(FIELDS)
+    supports_callbacks = False
+    signs_callbacks = False
+    poll_interval = 4.0
+
+    def __init__(
+        self, *, api_key: str, base_url: str = DEFAULT_BASE_URL, name: str = "apimart"
+    ) -> None:
+        if not api_key:
+            raise ValueError("ApimartProvider needs an API key")
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+
+    def validate(
+        self, action: str, params: Mapping[str, Any], parent: Parent | None
+    ) -> dict[str, Any]:
+        if action not in self.actions:
+            supported = ", ".join(sorted(self.actions))
+            if action == "modal":
+                message = "the modal call finishes a MODAL task: POST /v1/tasks/{id}/modal"
+            else:
+                message = f"APIMart does not do {action!r} (it does {supported})"
+            raise ValidationFailed("action", message)
+        return validate_params(action, params, parent)
+
+    def build_submit(
+        self,
+        action: str,
+        params: Mapping[str, Any],
+        *,
+        parent: Parent | None,
+        callback_url: str | None,
+        idempotency_key: str | None = None,
+    ) -> ProviderRequest:
+        # APIMart documents neither callbacks nor an idempotency key: both are left out.
+        cleaned = self.validate(action, params, parent)
+        body: dict[str, Any] = {}
+        if action not in STANDALONE:
+            body["task_id"] = parent_task_id(action, cleaned, parent)
+        for name, value in cleaned.items():
+            if name == "task_id":
+                continue
+            # jobhook's common name for the aspect ratio is APIMart's `size`.
+            body["size" if name == "aspect_ratio" else name] = value
+        return self._request("POST", endpoint(action), body)
+
+    def parse_submit(self, response: ProviderResponse) -> Submitted:
+        body = _json_object(response.body)
+        if not _accepted(response, body):
+            raise _error(response, body)
+        assert body is not None
+        item = _first_item(body)
+        task_id = _task_id(item)
+        if task_id is None:
+            if _error_text(body) is not None:
+                raise _error(response, body)
+            raise ProviderUnavailable("APIMart accepted the request but sent no task_id")
+        raw_status = item.get("status")
+        detail = None
+        if raw_status == "modal":
+            status, progress = Status.MODAL, MODAL_PROGRESS
+        else:
+            status, progress = Status.SUBMITTED, 0
+            if raw_status not in ("submitted", "SUBMITTED", "NOT_START", "pending", None):
+                # An acceptance is an acceptance; polling tells what the odd status meant.
+                detail = f"unexpected APIMart status {raw_status!r} on submit"
+        observation = Observation(
+            status=status,
+            source="api",
+            progress=progress,
+            provider_task_id=task_id,
+            dedupe_key=f"submit:{task_id}",
+            raw=body,
+            detail=detail,
+        )
+        return Submitted(provider_task_id=task_id, observation=observation)
+
+    def build_query(self, provider_task_id: str) -> ProviderRequest:
+        # The midjourney shape carries buttons, the grid and fail_reason; /v1/tasks does not.
+        # Quoted: the id came off the wire and must not steer the request to another path.
+        return self._request("GET", f"/v1/midjourney/{quote(provider_task_id, safe='')}", None)
+
+    def parse_query(self, response: ProviderResponse) -> Observation:
+        body = _json_object(response.body)
+        code = _code(body)
+        text = _error_text(body)
+        if response.status_code == 403 or code == 403:
+            message = "the task belongs to another APIMart account"
+            raise ProviderRejected(
+                f"{message}: {text}" if text else message, http_status=403, provider_code="403"
+            )
+        if response.status_code == 404 or code in (CODE_NOT_FOUND, 404):
+            message = "APIMart does not know this task (it keeps tasks for 3 days)"
+            raise ProviderRejected(
+                f"{message}: {text}" if text else message,
+                http_status=404,
+                provider_code=str(code if code is not None else 404),
+            )
+        if not _accepted(response, body):
+            raise _error(response, body)
+        assert body is not None
+        data = body.get("data")
+        task = data if "code" in body and isinstance(data, Mapping) else body
+        task_id = _task_id(task)
+        if task_id is None:
+            raise ProviderUnavailable("APIMart answered a task query with an unreadable body")
+        return _observation(task, task_id, raw=body)
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
+        # Nothing to verify: APIMart sends no callbacks, so nothing is trusted from one either.
+        return True
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[Observation]:
+        raise MalformedCallback("APIMart sends no callbacks")
+
+    def validate_modal(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return validate_modal_params(params)
+
+    def build_modal(self, provider_task_id: str, params: Mapping[str, Any]) -> ProviderRequest:
+        cleaned = validate_modal_params(params)
+        if "mask" in cleaned:
+            # APIMart takes a base64 mask in mask_url as a data: URL.
+            cleaned["mask_url"] = PNG_DATA_PREFIX + cleaned.pop("mask")
+        body = {"task_id": provider_task_id, **cleaned}
+        ordered = {key: body[key] for key in _MODAL_KEYS if key in body}
+        return self._request("POST", endpoint("modal"), ordered)
+
+    def parse_modal(self, response: ProviderResponse) -> Observation:
+        body = _json_object(response.body)
+        if not _accepted(response, body):
+            raise _error(response, body)
+        assert body is not None
+        task_id = _task_id(_first_item(body))
+        if task_id is None:
+            raise ProviderUnavailable("APIMart accepted the modal call but sent no task_id")
+        return Observation(
+            status=Status.SUBMITTED,
+            source="api",
+            provider_task_id=task_id,
+            dedupe_key=f"modal:{task_id}",
+            raw=body,
+            modal_call=True,
+        )
+
+    def _request(self, method: str, path: str, body: Any) -> ProviderRequest:
+        headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
+        return ProviderRequest(method=method, path=path, json=body, headers=headers)
+
+
+def _observation(task: Mapping[str, Any], task_id: str, *, raw: Any) -> Observation:
+    """One task in either shape: the midjourney one (flat) or the unified one (`result`)."""
+    raw_status = task.get("status")
+    status = STATUS_MAP.get(raw_status) if isinstance(raw_status, str) else None
+    error = None
+    if status is Status.FAILURE:
+        message = _text(task.get("fail_reason")) or _error_text(task)
+        nested = task.get("error")
+        code = nested.get("code") if isinstance(nested, Mapping) else None
+        error = task_error(
+            "provider_failed",
+            message or "APIMart reported the task failed",
+            provider_code=code
+            if isinstance(code, str | int) and not isinstance(code, bool)
+            else None,
+        )
+    extra: dict[str, Any] = {}
+    action = task.get("action")
+    if isinstance(action, str):
+        extra["action"] = action
+    description = _text(task.get("description"))
+    if description or action == "DESCRIBE":
+        # describe answers in text (`description`, or `prompt` on older tasks).
+        extra["description"] = description or _text(task.get("prompt"))
+    result, expires_at = _result(task)
+    if expires_at is not None:
+        extra["expires_at"] = expires_at
+    return Observation(
+        status=status,
+        source="poll",
+        progress=_progress(task.get("progress")),
+        result=result,
+        error=error,
+        provider_task_id=task_id,
+        raw=raw,
+        detail=None if status else f"unknown APIMart status {raw_status!r}",
+        extra=extra,
+    )
+
+
+def _result(task: Mapping[str, Any]) -> tuple[Result | None, int | None]:
+    """Images, grid, videos and buttons from whichever shape; None when there are none."""
+    nested = task.get("result")
+    inner: Mapping[str, Any] = nested if isinstance(nested, Mapping) else {}
+    images = _urls(task.get("image_urls"), inner.get("images"), inner.get("image_urls"))
+    videos = _urls(
+        task.get("video_urls"),
+        task.get("video_url"),
+        inner.get("videos"),
+        inner.get("video_urls"),
+        inner.get("video_url"),
+    )
+    grid = _text(task.get("grid_image_url")) or _text(inner.get("grid_image_url"))
+    actions = []
+    for button in _list(task.get("buttons")):
+        if isinstance(button, Mapping) and _text(button.get("customId")):
+            actions.append({"label": button.get("label"), "custom_id": button["customId"]})
+    expiries = [
+        item.get("expires_at")
+        for key in ("images", "videos")
+        for item in _list(inner.get(key))
+        if isinstance(item, Mapping)
+    ]
+    stamps = [t for t in expiries if isinstance(t, int) and not isinstance(t, bool)]
+    expires_at = min(stamps) if stamps else None
+    if not (images or videos or grid or actions):
+        return None, expires_at
+    result = empty_result()
+    result["images"], result["videos"] = images, videos
+    result["grid_url"], result["actions"] = grid, actions
+    return result, expires_at
+
+
+def _urls(*values: Any) -> list[str]:
+    """URLs from strings, lists and `{url: string | list}` objects, in order, without repeats."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if value and value not in found:
+                found.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, Mapping):
+            walk(value.get("url"))
+
+    for value in values:
+        walk(value)
+    return found
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _progress(value: Any) -> int | None:
+    """`"42%"` (midjourney shape) or 42 (unified shape), clamped to 0..100."""
+    if isinstance(value, str):
+        value = value.strip().removesuffix("%")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = int(float(value))
+    except (ValueError, OverflowError):
+        return None
+    return max(0, min(100, number))
+
+
+def _accepted(response: ProviderResponse, body: Mapping[str, Any] | None) -> bool:
+    code = _code(body)
+    return 200 <= response.status_code < 300 and body is not None and code in (None, 200)
+
+
+def _first_item(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Submit answers come wrapped (`{"code":200,"data":[{...}]}`) or bare (`{task_id,...}`)."""
+    data = body.get("data")
+    if isinstance(data, list) and data and isinstance(data[0], Mapping):
+        return data[0]
+    if isinstance(data, Mapping):
+        return data
+    return body
+
+
+def _task_id(item: Mapping[str, Any]) -> str | None:
+    value = item.get("task_id") or item.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def _error(response: ProviderResponse, body: Mapping[str, Any] | None) -> JobhookError:
+    """APIMart refusals as jobhook errors: `code` 4 invalid, 3 unknown; 429, 5xx, garbage later."""
+    status = response.status_code
+    code = _code(body)
+    retry_after = _retry_after(_header(response.headers, "retry-after"))
+    text = _error_text(body) or f"APIMart answered HTTP {status}"
+    provider_code = str(code) if code is not None else None
+    if status == 429 or code == 429:
+        return ProviderUnavailable(f"APIMart rate limit: {text}", retry_after=retry_after)
+    if body is None or status >= 500 or (code is not None and code >= 500):
+        return ProviderUnavailable(
+            f"APIMart answered HTTP {status}: {text}", retry_after=retry_after
+        )
+    is_4xx = 400 <= status < 500
+    if code == CODE_VALIDATION:
+        return ProviderRejected(text, http_status=status if is_4xx else 400, provider_code="4")
+    if code == CODE_NOT_FOUND:
+        return ProviderRejected(text, http_status=status if is_4xx else 404, provider_code="3")
+    if is_4xx:
+        return ProviderRejected(
+            text, http_status=status, provider_code=provider_code or str(status)
+        )
+    if code is not None and 400 <= code < 500:
+        return ProviderRejected(text, http_status=code, provider_code=provider_code)
+    # A 2xx carrying an unknown error code: refused, but not the client's fault (502).
+    return ProviderRejected(text, http_status=status, provider_code=provider_code)
+
+
+def _code(body: Mapping[str, Any] | None) -> int | None:
+    value = body.get("code") if body is not None else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _error_text(body: Mapping[str, Any] | None) -> str | None:
+    """`msg`, `message` or `error` (a string, or an object with a `message`)."""
+    if body is None:
+        return None
+    for key in ("msg", "message", "error"):
+        value = body.get(key)
+        if isinstance(value, Mapping):
+            value = value.get("message") or value.get("msg")
+        if text := _text(value):
+            return text
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    # A plain dict keeps the sender's casing; Starlette and httpx headers are lower-cased.
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

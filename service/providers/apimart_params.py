@@ -1,0 +1,357 @@
+"""APIMart's documented request fields, checked before anything is sent: one checker per field,
+the field sets per action, the parent rules, and the modal call's mask.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from service.errors import ValidationFailed
+from service.providers.base import Parent
+
+#: Masks (and images) APIMart takes are at most 12 MiB each.
+MASK_MAX_BYTES: Final = 12 * 1024 * 1024
+PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+PNG_DATA_PREFIX: Final = "data:image/png;base64,"
+SPEEDS: Final = frozenset({"relax", "fast", "turbo"})
+DIRECTIONS: Final = frozenset({"up", "down", "left", "right"})
+QUALITIES: Final = ("0.25", "0.5", "1", "2")
+DIMENSIONS: Final = frozenset({"SQUARE", "PORTRAIT", "LANDSCAPE"})
+#: Midjourney's seed range.
+SEED_MAX: Final = 4_294_967_295
+_ASPECT_RE: Final = re.compile(r"(\d{1,5}):(\d{1,5})")
+_VIDEO_TYPE_RE: Final = re.compile(r"vid_\d+\.\d+_i2v_(480|720)")
+
+Check = Callable[[str, Any], Any]
+
+
+def _name(field: str) -> str:
+    return f"params.{field}"
+
+
+def _text(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed(_name(field), "must be a non-empty string")
+    return value.strip()
+
+
+def _bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationFailed(_name(field), "must be true or false")
+    return value
+
+
+def _object(field: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValidationFailed(_name(field), "must be an object")
+    return value
+
+
+def _speed(field: str, value: Any) -> str:
+    speed = value.strip().lower() if isinstance(value, str) else None
+    if speed not in SPEEDS:
+        raise ValidationFailed(_name(field), "must be relax, fast or turbo")
+    return speed
+
+
+def _whole(low: int, high: int) -> Check:
+    def check(field: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValidationFailed(_name(field), f"must be a whole number from {low} to {high}")
+        return value
+
+    return check
+
+
+def _number(low: float, high: float, *, above_low: bool = False) -> Check:
+    def check(field: str, value: Any) -> float:
+        number = (
+            float(value)
+            if isinstance(value, int | float) and not isinstance(value, bool)
+            else math.nan
+        )
+        in_range = number > low if above_low else number >= low
+        if not (math.isfinite(number) and in_range and number <= high):
+            bound = "above" if above_low else "from"
+            raise ValidationFailed(_name(field), f"must be a number {bound} {low:g} to {high:g}")
+        return number
+
+    return check
+
+
+def _aspect_ratio(field: str, value: Any) -> str:
+    match = _ASPECT_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) == 0 or int(match.group(2)) == 0:
+        raise ValidationFailed(_name(field), "must be W:H with positive whole numbers, e.g. 16:9")
+    return f"{int(match.group(1))}:{int(match.group(2))}"
+
+
+def _quality(field: str, value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = f"{value:g}"
+    if not isinstance(value, str) or value.strip() not in QUALITIES:
+        raise ValidationFailed(_name(field), f"must be one of {', '.join(QUALITIES)}")
+    return value.strip()
+
+
+def _niji(field: str, value: Any) -> str | bool:
+    if isinstance(value, bool):
+        return value
+    return _text(field, value)
+
+
+def _refs(field: str, value: Any) -> str | list[str]:
+    if isinstance(value, list):
+        if not value or not all(isinstance(item, str) and item.strip() for item in value):
+            raise ValidationFailed(_name(field), "must be a string or a non-empty list of strings")
+        return [item.strip() for item in value]
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed(_name(field), "must be a string or a non-empty list of strings")
+    return value.strip()
+
+
+def _direction(field: str, value: Any) -> str:
+    direction = value.strip().lower() if isinstance(value, str) else None
+    if direction not in DIRECTIONS:
+        raise ValidationFailed(_name(field), "must be up, down, left or right")
+    return direction
+
+
+def _video_type(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not _VIDEO_TYPE_RE.fullmatch(value.strip()):
+        raise ValidationFailed(_name(field), "must look like vid_1.1_i2v_480 or vid_1.1_i2v_720")
+    return value.strip()
+
+
+def _batch_size(field: str, value: Any) -> int:
+    # APIMart silently treats anything but 1, 2 or 4 as 1: refuse it instead.
+    if isinstance(value, bool) or not isinstance(value, int) or value not in (1, 2, 4):
+        raise ValidationFailed(_name(field), "must be 1, 2 or 4")
+    return value
+
+
+def _motion(field: str, value: Any) -> str:
+    if value not in ("low", "high"):
+        raise ValidationFailed(_name(field), "must be low or high")
+    return str(value)
+
+
+def _dimensions(field: str, value: Any) -> str:
+    dimensions = value.strip().upper() if isinstance(value, str) else None
+    if dimensions not in DIMENSIONS:
+        raise ValidationFailed(_name(field), "must be SQUARE, PORTRAIT or LANDSCAPE")
+    return dimensions
+
+
+def check_url(field: str, value: Any) -> str:
+    """An absolute http(s) URL; `field` is the full field name."""
+    parts = urlsplit(value.strip()) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed(field, "must be an absolute http(s) URL")
+    return str(value).strip()
+
+
+def _url(field: str, value: Any) -> str:
+    return check_url(_name(field), value)
+
+
+def _urls(low: int, high: int | None) -> Check:
+    if high is None:
+        count = "" if low == 0 else f"at least {low} "
+    else:
+        count = f"exactly {low} " if low == high else f"{low} to {high} "
+    message = f"must be a list of {count}http(s) URLs"
+
+    def check(field: str, value: Any) -> list[str]:
+        if not isinstance(value, list) or len(value) < low or (high and len(value) > high):
+            raise ValidationFailed(_name(field), message)
+        return [check_url(f"{_name(field)}[{n}]", url) for n, url in enumerate(value)]
+
+    return check
+
+
+_common: dict[str, Check] = {"speed": _speed, "metadata": _object}
+_shape: dict[str, Check] = {
+    "size": _aspect_ratio,
+    "aspect_ratio": _aspect_ratio,
+    "quality": _quality,
+    "style": _text,
+    "version": _text,
+    "seed": _whole(0, SEED_MAX),
+    "negative_prompt": _text,
+    "stylize": _whole(0, 1000),
+    "chaos": _whole(0, 100),
+    "weird": _whole(0, 3000),
+    "tile": _bool,
+    "niji": _niji,
+    "iw": _number(0, 3),
+    "cw": _whole(0, 100),
+    "sw": _whole(0, 1000),
+    "cref": _refs,
+    "sref": _refs,
+    "dref": _url,
+    "dw": _number(0, 100),
+    "repeat": _whole(2, 40),
+    "raw": _bool,
+    "draft": _bool,
+}
+_follow: dict[str, Check] = {
+    **_common,
+    "task_id": _text,
+    "index": _whole(1, 4),
+    "custom_id": _text,
+}
+
+#: Every field each action takes, with its checker. Anything else is refused.
+FIELDS: Final[Mapping[str, Mapping[str, Check]]] = {
+    "imagine": {**_common, **_shape, "prompt": _text, "image_urls": _urls(0, None)},
+    "edits": {**_common, **_shape, "prompt": _text, "image_urls": _urls(1, None)},
+    "blend": {
+        **_common,
+        "image_urls": _urls(2, 4),
+        "dimensions": _dimensions,
+        "size": _aspect_ratio,
+        "aspect_ratio": _aspect_ratio,
+    },
+    "describe": {**_common, "image_urls": _urls(1, 1)},
+    "video": {
+        "metadata": _object,
+        "prompt": _text,
+        "image_urls": _urls(1, 1),
+        "video_type": _video_type,
+        "batch_size": _batch_size,
+        "end_url": _url,
+        "motion": _motion,
+    },
+    "upscale": _follow,
+    "variation": _follow,
+    "high_variation": _follow,
+    "low_variation": _follow,
+    "reroll": _follow,
+    "zoom": {**_follow, "zoom_ratio": _number(1.0, 2.0, above_low=True)},
+    "pan": {**_follow, "direction": _direction},
+    "inpaint": _follow,
+}
+REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
+    "imagine": ("prompt",),
+    "edits": ("prompt", "image_urls"),
+    "blend": ("image_urls",),
+    "describe": ("image_urls",),
+    "video": ("image_urls",),
+}
+#: Follow-ups that name one image of the parent: `index`, unless a button's custom_id says it.
+NEEDS_INDEX: Final = frozenset({"upscale", "variation", "high_variation", "low_variation"})
+#: Follow-up fields a button's custom_id stands in for.
+_BUTTON_FIELDS: Final = {"zoom": "zoom_ratio", "pan": "direction"}
+STANDALONE: Final = frozenset({"imagine", "edits", "blend", "describe", "video"})
+
+
+def validate_params(
+    action: str, params: Mapping[str, Any], parent: Parent | None
+) -> dict[str, Any]:
+    """The cleaned params of one APIMart action; raises ValidationFailed naming the field."""
+    fields = FIELDS[action]
+    for name in params:
+        if name not in fields:
+            raise ValidationFailed(_name(name), f"not a parameter of {action} on APIMart")
+    cleaned = {name: fields[name](name, value) for name, value in params.items()}
+    if "size" in cleaned and "aspect_ratio" in cleaned:
+        raise ValidationFailed("params.aspect_ratio", "give aspect_ratio or size, not both")
+    for name in REQUIRED.get(action, ()):
+        if name not in cleaned:
+            raise ValidationFailed(_name(name), f"is required for {action}")
+    if action == "imagine" and cleaned.get("image_urls") == []:
+        del cleaned["image_urls"]
+    if action in STANDALONE:
+        if parent is not None:
+            raise ValidationFailed("parent_id", f"{action} takes no parent on APIMart")
+        return cleaned
+
+    parent_task_id(action, cleaned, parent)
+    by_button = "custom_id" in cleaned
+    if action in NEEDS_INDEX and "index" not in cleaned and not by_button:
+        raise ValidationFailed("params.index", f"{action} needs index 1..4 (or a custom_id)")
+    needed = _BUTTON_FIELDS.get(action)
+    if needed is not None and needed not in cleaned and not by_button:
+        raise ValidationFailed(_name(needed), f"is required for {action}")
+    if action == "inpaint" and parent is not None and parent.action != "upscale":
+        raise ValidationFailed(
+            "parent_id", "APIMart inpaints a single upscaled image; upscale first"
+        )
+    return cleaned
+
+
+def parent_task_id(action: str, params: Mapping[str, Any], parent: Parent | None) -> str:
+    """APIMart's task id of a follow-up's parent: jobhook's parent, or `params.task_id`."""
+    given = params.get("task_id")
+    if parent is not None:
+        if given is not None and given != parent.provider_task_id:
+            raise ValidationFailed("params.task_id", "names another task than parent_id")
+        return parent.provider_task_id
+    if not isinstance(given, str) or not given:
+        raise ValidationFailed(
+            "parent_id", f"{action} needs parent_id, or params.task_id for an APIMart task"
+        )
+    return given
+
+
+MODAL_FIELDS: Final = frozenset({"prompt", "mask_url", "mask", "speed", "metadata"})
+
+
+def validate_modal_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """`{prompt?, mask_url | mask, speed?, metadata?}`; without a mask APIMart outpaints."""
+    for name in params:
+        if name not in MODAL_FIELDS:
+            raise ValidationFailed(_name(name), "not a parameter of the modal call on APIMart")
+    cleaned: dict[str, Any] = {}
+    if params.get("prompt") is not None:
+        if not isinstance(params["prompt"], str):
+            raise ValidationFailed("params.prompt", "must be a string")
+        if prompt := params["prompt"].strip():
+            cleaned["prompt"] = prompt
+    if params.get("mask_url") is not None and params.get("mask") is not None:
+        raise ValidationFailed("params.mask", "give mask_url or mask, not both")
+    if params.get("mask_url") is not None:
+        cleaned["mask_url"] = _mask_url(params["mask_url"])
+    if params.get("mask") is not None:
+        cleaned["mask"] = png_base64("params.mask", params["mask"])
+    if params.get("speed") is not None:
+        cleaned["speed"] = _speed("speed", params["speed"])
+    if params.get("metadata") is not None:
+        cleaned["metadata"] = _object("metadata", params["metadata"])
+    return cleaned
+
+
+def _mask_url(value: Any) -> str:
+    if isinstance(value, str) and value.strip().startswith("data:"):
+        return PNG_DATA_PREFIX + png_base64("params.mask_url", value)
+    return check_url("params.mask_url", value)
+
+
+def png_base64(field: str, value: Any) -> str:
+    """The bare base64 payload of a PNG of at most 12 MiB (a data:image/png prefix allowed)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed(field, "must be a base64 PNG (data:image/png;base64, allowed)")
+    text = "".join(value.split())
+    if text.startswith("data:"):
+        if not text.startswith(PNG_DATA_PREFIX):
+            raise ValidationFailed(field, "must be a PNG: only data:image/png;base64, is allowed")
+        text = text[len(PNG_DATA_PREFIX) :]
+    # Refuse an oversized mask before decoding it: 4 base64 characters carry 3 bytes.
+    if len(text) // 4 * 3 > MASK_MAX_BYTES + 2:
+        raise ValidationFailed(field, "must decode to at most 12 MiB")
+    try:
+        decoded = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationFailed(field, "is not valid base64") from exc
+    if len(decoded) > MASK_MAX_BYTES:
+        raise ValidationFailed(field, "must decode to at most 12 MiB")
+    if not decoded.startswith(PNG_SIGNATURE):
+        raise ValidationFailed(field, "must be a PNG image (no PNG signature)")
+    return text

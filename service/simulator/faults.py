@@ -1,0 +1,248 @@
+"""Fault injection shared by every simulated provider: API faults (429 with Retry-After, 503,
+hangs) taken by the next matching requests, and callback faults per job or for all jobs.
+
+API faults are counters: `faults.rate_limit = 2` answers the next two provider requests with
+429. Callback faults come from prompt markers (`[dup]`, `[reorder]`, `[delay=S]`, `[drop]`,
+`[malformed]`) or from `faults.callbacks` (the same names, e.g. `{"dup", "delay=0.5"}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from service.simulator.app import Simulator
+
+#: Checked in this order; one request takes at most one fault.
+API_FAULTS: Final = ("rate_limit", "errors", "hang")
+CALLBACK_FAULTS: Final = ("dup", "reorder", "delay", "drop", "malformed")
+#: Media and the control route are never faulted: they are not a provider's API.
+EXEMPT_PREFIXES: Final = ("/images/", "/videos/", "/_faults")
+#: What a `[malformed]` job sends before its first real callback.
+MALFORMED_BODY: Final = b"<html><body>502 Bad Gateway</body></html>"
+_MARKER_RE: Final = re.compile(r"\[(dup|reorder|drop|malformed|delay=\d+(?:\.\d+)?)\]")
+_SETTINGS: Final = frozenset(
+    {"rate_limit", "errors", "hang", "hang_seconds", "retry_after", "path_prefix", "callbacks"}
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackFaults:
+    """How one job's callbacks misbehave."""
+
+    dup: bool = False  #: every callback is sent twice
+    reorder: bool = False  #: progress callbacks are held back until after the terminal one
+    drop: bool = False  #: no callbacks at all
+    malformed: bool = False  #: one non-JSON body goes out before the first real callback
+    delay: float = 0.0  #: seconds each callback waits before it is sent
+
+    @classmethod
+    def parse(cls, names: Iterable[str]) -> CallbackFaults:
+        """From names such as `dup` or `delay=0.5`; raises ValueError for anything else."""
+        flags: dict[str, Any] = {}
+        for name in names:
+            kind, _, value = name.strip().partition("=")
+            if kind == "delay":
+                try:
+                    seconds = float(value)
+                except ValueError:
+                    raise ValueError(f"delay needs seconds, as delay=0.5, not {name!r}") from None
+                if not math.isfinite(seconds) or seconds < 0:
+                    raise ValueError(f"delay must be a non-negative number, not {name!r}")
+                flags["delay"] = max(seconds, flags.get("delay", 0.0))
+            elif kind in CALLBACK_FAULTS and not value:
+                flags[kind] = True
+            else:
+                raise ValueError(f"unknown callback fault {name!r}; expected {CALLBACK_FAULTS}")
+        return cls(**flags)
+
+    @property
+    def names(self) -> list[str]:
+        flags = [name for name in ("dup", "reorder", "drop", "malformed") if getattr(self, name)]
+        return [*flags, f"delay={self.delay:g}"] if self.delay else flags
+
+
+NO_FAULTS: Final = CallbackFaults()
+
+
+class Faults:
+    """The simulator's fault switchboard; `injected` counts every fault actually applied."""
+
+    def __init__(self) -> None:
+        self.rate_limit = 0
+        self.errors = 0
+        self.hang = 0
+        self.hang_seconds = 30.0
+        self.retry_after = 1.0
+        #: API faults hit only requests whose path (inside the simulator) starts with this.
+        self.path_prefix: str | None = None
+        #: Callback faults for every job created from now on: `{"dup", "delay=0.5"}`.
+        self.callbacks: set[str] = set()
+        self.injected: Counter[str] = Counter()
+
+    def take(self, path: str) -> str | None:
+        """The API fault the request to `path` gets, if any; consumes it."""
+        if path.startswith(EXEMPT_PREFIXES):
+            return None
+        if self.path_prefix and not path.startswith(self.path_prefix):
+            return None
+        for kind in API_FAULTS:
+            left: int = getattr(self, kind)
+            if left > 0:
+                setattr(self, kind, left - 1)
+                self.injected[kind] += 1
+                return kind
+        return None
+
+    def for_prompt(self, prompt: str | None) -> CallbackFaults:
+        """A new job's callback faults: its prompt's markers plus the global `callbacks`."""
+        markers = _MARKER_RE.findall(prompt or "")
+        return CallbackFaults.parse([*markers, *self.callbacks])
+
+    def configure(self, settings: Mapping[str, Any]) -> None:
+        """Apply `POST /_faults` settings; raises ValueError naming the first bad one."""
+        for name in settings:
+            if name not in _SETTINGS:
+                raise ValueError(f"unknown setting {name!r}; expected {sorted(_SETTINGS)}")
+        changes: dict[str, Any] = {}
+        for name in API_FAULTS:
+            if name in settings:
+                value = settings[name]
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{name} must be a whole number >= 0")
+                changes[name] = value
+        for name in ("hang_seconds", "retry_after"):
+            if name in settings:
+                value = settings[name]
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or not math.isfinite(value)
+                    or value < 0
+                ):
+                    raise ValueError(f"{name} must be a number of seconds >= 0")
+                changes[name] = float(value)
+        if "path_prefix" in settings:
+            prefix = settings["path_prefix"]
+            if prefix is not None and not (isinstance(prefix, str) and prefix.startswith("/")):
+                raise ValueError("path_prefix must be null or a path starting with /")
+            changes["path_prefix"] = prefix or None
+        if "callbacks" in settings:
+            names = settings["callbacks"]
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError("callbacks must be a list of names")
+            CallbackFaults.parse(names)
+            changes["callbacks"] = set(names)
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "rate_limit": self.rate_limit,
+            "errors": self.errors,
+            "hang": self.hang,
+            "hang_seconds": self.hang_seconds,
+            "retry_after": self.retry_after,
+            "path_prefix": self.path_prefix,
+            "callbacks": sorted(self.callbacks),
+            "injected": dict(self.injected),
+        }
+
+
+class FaultGate:
+    """Pure ASGI: counts requests per route (`"GET /v2/jobs/{id}"`) so tests can see how hard a
+    client polled, and answers the provider routes' injected faults before they run."""
+
+    def __init__(self, app: ASGIApp, sim: Simulator) -> None:
+        self.app = app
+        self.sim = sim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # The router's own choice, made early: a fault is answered before any route runs.
+        route, full = _route(self.sim.app.router.routes, scope)
+        template = getattr(route, "path", None)
+        self.sim.request_counts[f"{scope['method']} {template or 'unmatched'}"] += 1
+        kind = self.sim.faults.take(_inner_path(scope)) if full else None
+        faults = self.sim.faults
+        if kind == "rate_limit":
+            retry_after = f"{faults.retry_after:g}"
+            body = {"code": 429, "msg": "rate limit exceeded", "error": "Too many requests"}
+            response: Response = JSONResponse(
+                body, status_code=429, headers={"Retry-After": retry_after}
+            )
+            await response(scope, receive, send)
+            return
+        if kind == "errors":
+            body = {"code": 503, "msg": "service unavailable", "error": "Service unavailable"}
+            await JSONResponse(body, status_code=503)(scope, receive, send)
+            return
+        if kind == "hang":
+            # The client is meant to time out first; if it does not, it gets a real answer.
+            await asyncio.sleep(faults.hang_seconds)
+        await self.app(scope, receive, send)
+
+
+def control_routes(sim: Simulator) -> list[Route]:
+    """`GET /_faults` shows the switchboard; `POST /_faults {...}` changes it."""
+
+    async def show(request: Request) -> Response:
+        if not _allowed(sim, request):
+            return JSONResponse({"error": "invalid API key"}, status_code=401)
+        return JSONResponse(sim.faults.snapshot())
+
+    async def change(request: Request) -> Response:
+        if not _allowed(sim, request):
+            return JSONResponse({"error": "invalid API key"}, status_code=401)
+        try:
+            settings = json.loads(await request.body())
+            if not isinstance(settings, dict):
+                raise ValueError("expected a JSON object")
+            sim.faults.configure(settings)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(sim.faults.snapshot())
+
+    return [Route("/_faults", show, methods=["GET"]), Route("/_faults", change, methods=["POST"])]
+
+
+def _allowed(sim: Simulator, request: Request) -> bool:
+    # Open on a keyless simulator (`jobhook simulator`); else any provider key of this one.
+    if sim.api_keys is None:
+        return True
+    bearer = request.headers.get("authorization", "")
+    key = bearer[7:] if bearer[:7].lower() == "bearer " else request.headers.get("x-api-key")
+    return sim.authorized(key)
+
+
+def _route(routes: Iterable[BaseRoute], scope: Scope) -> tuple[BaseRoute | None, bool]:
+    """The route the router will pick (a method mismatch is a partial match: a 405)."""
+    partial = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route, True
+        if match is Match.PARTIAL and partial is None:
+            partial = route
+    return partial, False
+
+
+def _inner_path(scope: Scope) -> str:
+    """The path inside the simulator app, without the prefix it is mounted at."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path

@@ -1,0 +1,153 @@
+"""Seed 002's flows end to end through jobhook's API and poller, against the simulator.
+
+APIMart (`simulator-apimart`) is poll-only: every change here is found by the poller. Vtrix
+(`simulator-vtrix`) calls back unsigned hints that jobhook confirms by fetching. Apiframe
+(`simulator`) runs inpaint in one step.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import httpx
+
+from tests.integration.test_api_tasks import assert_problem, finished, submit
+from tests.integration.test_callbacks import events_of
+
+APIMART = "simulator-apimart"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+
+async def imagine(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
+    body = {"provider": APIMART, "action": "imagine", "params": {"prompt": "a city"} | params}
+    return await finished(client, (await submit(client, body))["id"])
+
+
+async def follow(
+    client: httpx.AsyncClient, action: str, parent: str, **params: Any
+) -> dict[str, Any]:
+    task = await submit(client, {"action": action, "parent_id": parent, "params": params})
+    return await finished(client, task["id"])
+
+
+async def test_flow_a_imagine_then_upscale(client: httpx.AsyncClient) -> None:
+    grid = await imagine(client, aspect_ratio="16:9", speed="fast", stylize=250)
+    assert grid["status"] == "SUCCESS" and len(grid["result"]["images"]) == 4
+    assert grid["result"]["grid_url"] and grid["result"]["actions"]
+    up = await follow(client, "upscale", grid["id"], index=2)
+    assert up["status"] == "SUCCESS" and len(up["result"]["images"]) == 1
+    sources = {e["source"] for e in await events_of(client, up["id"])}
+    assert sources == {"api", "poll"}  # APIMart never calls back
+
+
+async def test_flow_b_image_guided_then_high_variation_then_upscale(
+    client: httpx.AsyncClient,
+) -> None:
+    grid = await imagine(client, image_urls=["https://cdn.example.com/product.png"], iw=1.5)
+    varied = await follow(client, "high_variation", grid["id"], index=1, speed="fast")
+    assert varied["status"] == "SUCCESS"
+    up = await follow(client, "upscale", varied["id"], index=3)
+    assert up["status"] == "SUCCESS"
+
+
+async def test_flow_c_inpaint_modal_then_success(client: httpx.AsyncClient) -> None:
+    up = await follow(client, "upscale", (await imagine(client))["id"], index=1)
+    inpaint = await submit(client, {"action": "inpaint", "parent_id": up["id"], "params": {}})
+    assert inpaint["status"] == "MODAL"  # a valid waiting state, not an error
+    # ?wait returns at once for a MODAL task: the client's turn.
+    waited = (await client.get(f"/v1/tasks/{inpaint['id']}", params={"wait": 30})).json()
+    assert waited["status"] == "MODAL"
+    assert_problem(
+        await client.post(f"/v1/tasks/{inpaint['id']}/modal", json={"mask_url": "ftp://x"}),
+        422,
+        "mask_url",
+    )
+    assert_problem(
+        await client.post(f"/v1/tasks/{inpaint['id']}/modal", json={"colour": "red"}), 422, "colour"
+    )
+    mask = base64.b64encode(PNG).decode()
+    r = await client.post(
+        f"/v1/tasks/{inpaint['id']}/modal", json={"prompt": "a red leather sofa", "mask": mask}
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "SUBMITTED"
+    assert r.json()["provider_task_id"] == inpaint["provider_task_id"]  # same provider task
+    done = await finished(client, inpaint["id"])
+    assert done["status"] == "SUCCESS" and len(done["result"]["images"]) == 4
+    types = [e["type"] for e in await events_of(client, inpaint["id"]) if e["outcome"] == "applied"]
+    assert types[:3] == ["modal", "submitted", "progress"] or types[0] == "modal"
+    assert_problem(await client.post(f"/v1/tasks/{inpaint['id']}/modal", json={}), 409)
+
+
+async def test_flow_d_zoom(client: httpx.AsyncClient) -> None:
+    up = await follow(client, "upscale", (await imagine(client))["id"], index=1)
+    zoomed = await follow(client, "zoom", up["id"], zoom_ratio=1.5, speed="fast")
+    assert zoomed["status"] == "SUCCESS" and zoomed["result"]["images"]
+
+
+async def test_flow_e_video(client: httpx.AsyncClient) -> None:
+    task = await submit(
+        client,
+        {
+            "provider": APIMART,
+            "action": "video",
+            "params": {
+                "prompt": "city traffic at night",
+                "image_urls": ["https://cdn.example.com/city.jpg"],
+                "video_type": "vid_1.1_i2v_720",
+                "batch_size": 2,
+            },
+        },
+    )
+    done = await finished(client, task["id"])
+    assert done["status"] == "SUCCESS" and done["result"]["videos"]
+
+
+async def test_apimart_constraints_are_checked_before_sending(client: httpx.AsyncClient) -> None:
+    for params, field in (
+        ({"prompt": "x", "stylize": 5000}, "params.stylize"),
+        ({"prompt": "x", "speed": "warp"}, "params.speed"),
+        ({"prompt": "x", "chaos": -1}, "params.chaos"),
+        ({"prompt": "x", "iw": 9}, "params.iw"),
+    ):
+        r = await client.post(
+            "/v1/tasks", json={"provider": APIMART, "action": "imagine", "params": params}
+        )
+        assert_problem(r, 422, field)
+    assert (await client.get("/v1/tasks")).json()["data"] == []
+
+
+async def test_modal_on_a_task_that_is_not_modal_is_409(client: httpx.AsyncClient) -> None:
+    grid = await imagine(client)
+    assert_problem(await client.post(f"/v1/tasks/{grid['id']}/modal", json={"prompt": "x"}), 409)
+
+
+async def test_vtrix_inpaint_runs_on_confirmed_hints(client: httpx.AsyncClient) -> None:
+    task = await submit(
+        client,
+        {
+            "provider": "simulator-vtrix",
+            "action": "inpaint",
+            "params": {
+                "job_id": "external-mj-job-1",
+                "index": 2,
+                "prompt": "a hat",
+                "mask_url": "https://cdn.example.com/mask.png",
+            },
+        },
+    )
+    done = await finished(client, task["id"])
+    assert done["status"] == "SUCCESS" and len(done["result"]["images"]) == 4
+    events = await events_of(client, task["id"])
+    assert any("unsigned" in str(e["detail"]) for e in events)
+
+
+async def test_apiframe_inpaint_is_one_step(client: httpx.AsyncClient) -> None:
+    grid = await finished(
+        client, (await submit(client, {"action": "imagine", "params": {"prompt": "a fox"}}))["id"]
+    )
+    up = await follow(client, "upscale", grid["id"], index=1)
+    mask = base64.b64encode(PNG).decode()
+    done = await follow(client, "inpaint", up["id"], mask=mask, prompt="a hat")
+    assert done["status"] == "SUCCESS" and len(done["result"]["images"]) == 4
