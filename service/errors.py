@@ -117,8 +117,12 @@ class ProviderUnavailable(JobhookError):
     status = 502
     slug = "provider-unavailable"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, reached: bool = True
+    ) -> None:
         self.retry_after = retry_after
+        #: False when the request never reached the provider (connection refused): safe to resend
+        self.reached = reached
         super().__init__(message)
 
 

@@ -41,7 +41,7 @@ from service.workers import schedule
 FIELDS = frozenset(
     {"provider", "action", "params", "parent_id", "callback_url", "callback_events", "metadata"}
 )
-#: Connection failures are retried; the request never reached the provider.
+#: Attempts at a submission that failed in a way that is safe to resend.
 SUBMIT_ATTEMPTS = 3
 MAX_METADATA_BYTES = 16 * 1024
 
@@ -188,8 +188,11 @@ async def submit(
                 submitted = provider.parse_submit(await send(svc.http, provider, request))
                 break
             except ProviderUnavailable as exc:
-                # Our task id is the provider's Idempotency-Key, so a resend cannot double-bill.
-                if attempt == SUBMIT_ATTEMPTS:
+                # Resend only what cannot bill twice: a request that never arrived, a 429
+                # (refused before any work), or a provider that honours our Idempotency-Key
+                # (the task id). A timeout or 5xx elsewhere may have created the task.
+                safe = not exc.reached or exc.retry_after is not None or provider.idempotent_submit
+                if attempt == SUBMIT_ATTEMPTS or not safe:
                     raise
                 await asyncio.sleep(min(exc.retry_after or 0.5 * attempt, 5.0))
         assert submitted is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,8 +30,8 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-async def open_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, public_url=BASE, in_process=True, simulator_seed=7)
+async def open_app(settings: Settings, **kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, public_url=BASE, in_process=True, simulator_seed=7, **kwargs)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:

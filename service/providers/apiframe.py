@@ -92,6 +92,7 @@ class ApiframeProvider:
     supports_callbacks = True
     signs_callbacks = True
     poll_interval = 2.5
+    idempotent_submit = True
 
     def __init__(
         self, *, api_key: str, base_url: str = DEFAULT_BASE_URL, name: str = "apiframe"

@@ -70,6 +70,7 @@ class ApimartProvider:
     supports_callbacks = False
     signs_callbacks = False
     poll_interval = 4.0
+    idempotent_submit = False
 
     def __init__(
         self, *, api_key: str, base_url: str = DEFAULT_BASE_URL, name: str = "apimart"

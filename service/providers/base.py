@@ -59,6 +59,8 @@ class Provider(Protocol):
     signs_callbacks: bool
     #: the provider's recommended polling interval, in seconds.
     poll_interval: float
+    #: the provider honours an Idempotency-Key on submit, so a resend cannot bill twice.
+    idempotent_submit: bool
 
     def validate(
         self, action: str, params: Mapping[str, Any], parent: Parent | None

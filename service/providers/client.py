@@ -46,7 +46,8 @@ async def send(
             "provider.request", provider=provider.name, path=request.path, error=type(exc).__name__
         )
         raise ProviderUnavailable(
-            f"could not reach {provider.name}: {type(exc).__name__}"
+            f"could not reach {provider.name}: {type(exc).__name__}",
+            reached=not isinstance(exc, httpx.ConnectError),
         ) from None
     log.debug(
         "provider.request",

@@ -81,6 +81,7 @@ class VtrixProvider:
     supports_callbacks = True
     signs_callbacks = False
     poll_interval = 5.0
+    idempotent_submit = False
 
     def __init__(
         self, *, api_key: str, base_url: str = DEFAULT_BASE_URL, name: str = "vtrix"
