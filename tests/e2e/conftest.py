@@ -86,3 +86,34 @@ def stack(tmp_path: Path) -> Iterator[tuple[Process, Process]]:
     finally:
         _stop(jobhook)
         _stop(sim)
+
+
+@pytest.fixture
+def split(tmp_path: Path) -> Iterator[tuple[Process, subprocess.Popen[bytes], Path]]:
+    """The Procfile's split: `jobhook serve --no-workers` and `jobhook worker` on one database."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBHOOK_", "APIFRAME_"))}
+    env |= {
+        "PYTHONUNBUFFERED": "1",
+        "JOBHOOK_DATABASE_URL": f"sqlite:///{tmp_path}/jobhook.sqlite3",
+        "JOBHOOK_VAR_DIR": str(tmp_path / "var"),
+        "JOBHOOK_SIMULATOR_STEP": "0.05",
+        "JOBHOOK_LOG_FORMAT": "json",
+        "JOBHOOK_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    web = _start(["serve", "--no-workers"], env, tmp_path / "web.log", port)
+    worker_log = tmp_path / "worker.log"
+    with worker_log.open("wb") as handle:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "service", "worker"],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield web, worker, worker_log
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        _stop(web)
