@@ -15,13 +15,32 @@ from service.config import Settings
 from service.errors import JobhookError
 from service.logging import log
 from service.providers import SIMULATOR_KEY
+from service.security.ssrf import Resolver
 from service.services import SIMULATOR_PREFIX, open_services
 from service.simulator import Simulator
-from service.web import callbacks, ops, tasks
+from service.web import callbacks, endpoints, ops, stream, tasks
 from service.web.problems import on_http_error, on_jobhook_error, on_unexpected
 from service.web.requests import RequestId
 from service.workers.poller import DEFAULT_POLLER_CONFIG, PollerConfig
 from service.workers.runner import Workers
+
+
+class _InProcess(httpx.AsyncBaseTransport):
+    """For tests: requests to our own public host go straight into the app (the embedded
+    simulator, callbacks to us); everything else (client webhooks) over real HTTP."""
+
+    def __init__(self, app: Starlette, host: str) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+        self._net = httpx.AsyncHTTPTransport()
+        self._host = host
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == self._host:
+            return await self._asgi.handle_async_request(request)
+        return await self._net.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._net.aclose()
 
 
 def create_app(
@@ -32,6 +51,7 @@ def create_app(
     simulator_seed: int | None = None,
     workers: bool = True,
     poller: PollerConfig = DEFAULT_POLLER_CONFIG,
+    resolver: Resolver | None = None,
 ) -> Starlette:
     """Build the jobhook ASGI app.
 
@@ -51,8 +71,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        transport = httpx.ASGITransport(app=app) if in_process else None
-        async with open_services(settings, public_url=base_url, transport=transport) as services:
+        transport = _InProcess(app, httpx.URL(base_url).host) if in_process else None
+        async with open_services(
+            settings, public_url=base_url, transport=transport, resolver=resolver
+        ) as services:
             app.state.services = services
             if simulator is not None:
                 simulator.transport = transport
@@ -76,7 +98,13 @@ def create_app(
                     await simulator.aclose()
                 log.info("jobhook.stopped")
 
-    routes: list[BaseRoute] = [*tasks.routes, *callbacks.routes, *ops.routes]
+    routes: list[BaseRoute] = [
+        *tasks.routes,
+        *endpoints.routes,
+        *stream.routes,
+        *callbacks.routes,
+        *ops.routes,
+    ]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_PREFIX, app=simulator.app))
     app = Starlette(

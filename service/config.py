@@ -5,6 +5,8 @@ A bad value raises ConfigError naming the variable; `jobhook serve` prints it as
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import ipaddress
 import os
@@ -81,9 +83,7 @@ class Settings:
     def with_secrets(self) -> Settings:
         """Fill secret_keys and webhook_secret from ./var, generating them on first run."""
         secret_keys = self.secret_keys or (_load_or_create(self.var_dir / "secret_key", 32),)
-        webhook = self.webhook_secret or "whsec_" + _load_or_create(
-            self.var_dir / "webhook_secret", 24
-        )
+        webhook = self.webhook_secret or _load_or_create(self.var_dir / "webhook_secret", 24)
         return replace(self, secret_keys=secret_keys, webhook_secret=webhook)
 
 
@@ -106,7 +106,10 @@ def _load_or_create(path: Path, nbytes: int) -> str:
     if path.is_file():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(nbytes)
+    if path.name == "webhook_secret":  # Standard Webhooks: whsec_ + standard base64
+        value = "whsec_" + base64.b64encode(secrets.token_bytes(nbytes)).decode()
+    else:
+        value = secrets.token_urlsafe(nbytes)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
@@ -124,6 +127,15 @@ def _number(values: Mapping[str, str], name: str, default: float, *, minimum: fl
     if number < minimum:
         raise ConfigError(f"{name}: must be at least {minimum:g}, got {raw!r}")
     return number
+
+
+def _is_whsec(value: str) -> bool:
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        return len(base64.b64decode(value.removeprefix("whsec_"), validate=True)) >= 16
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _flag(values: Mapping[str, str], name: str, *, default: bool) -> bool:
@@ -176,8 +188,8 @@ def _parse(values: Mapping[str, str]) -> Settings:
         except ValueError:
             raise ConfigError(f"JOBHOOK_OUTBOUND_ALLOW: {cidr!r} is not a CIDR") from None
     webhook_secret = get("JOBHOOK_WEBHOOK_SECRET", "").strip() or None
-    if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
-        raise ConfigError("JOBHOOK_WEBHOOK_SECRET: must start with whsec_")
+    if webhook_secret is not None and not _is_whsec(webhook_secret):
+        raise ConfigError("JOBHOOK_WEBHOOK_SECRET: expected whsec_ followed by base64")
     public_url = get("JOBHOOK_PUBLIC_URL", "").strip() or None
     provider_keys = {
         p: get(f"{p.upper()}_API_KEY", "").strip()

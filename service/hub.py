@@ -13,13 +13,13 @@ from typing import Any
 class Hub:
     def __init__(self) -> None:
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
-        self._streams: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._streams: dict[asyncio.Queue[dict[str, Any]], str] = {}
 
-    def publish(self, task: dict[str, Any]) -> None:
+    def publish(self, task: dict[str, Any], owner: str) -> None:
         for waiter in self._waiters.pop(task["id"], ()):
             waiter.set()
-        for queue in self._streams:
-            if queue.qsize() < 1000:  # a stuck reader loses updates rather than memory
+        for queue, reader in self._streams.items():
+            if reader == owner and queue.qsize() < 1000:  # a stuck reader loses updates, not memory
                 queue.put_nowait(task)
 
     async def wait(self, task_id: str, timeout: float) -> bool:
@@ -39,13 +39,18 @@ class Hub:
                 if not waiters:
                     del self._waiters[task_id]
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+    def subscribe(self, owner: str) -> asyncio.Queue[dict[str, Any]]:
+        """A queue of `owner`'s task changes, from now on."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._streams.add(queue)
+        self._streams[queue] = owner
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self._streams.discard(queue)
+        self._streams.pop(queue, None)
+
+    @property
+    def streams(self) -> int:
+        return len(self._streams)
 
     @property
     def waiting(self) -> int:

@@ -20,14 +20,17 @@ class Ingest:
         self.hub = hub
         #: called after a commit that scheduled a poll (the poller sleeps until the next one)
         self.on_schedule: list[Callable[[], None]] = []
+        #: called after a commit that wrote outbox rows (the deliverer sleeps until the next one)
+        self.on_deliveries: list[Callable[[], None]] = []
 
     async def __call__(
         self, task_id: str, obs: Observation, *, schedule: Schedule | None = None
     ) -> Applied:
         applied = await self.store.apply(task_id, obs, schedule=schedule)
-        if schedule is not None:
-            for wake in self.on_schedule:
-                wake()
+        for wake in self.on_schedule if schedule is not None else ():
+            wake()
+        for wake in self.on_deliveries if applied.deliveries else ():
+            wake()
         decision, task = applied.decision, applied.task
         fields = {
             "task_id": task_id,
@@ -41,7 +44,7 @@ class Ingest:
         }
         if decision.applied:
             log.info("task.transition", status=task["status"], sequence=task["sequence"], **fields)
-            self.hub.publish(task)
+            self.hub.publish(task, applied.owner)
         elif decision.outcome in ("conflict", "rejected"):
             log.warning("task.observation", reason=decision.reason, **fields)
         else:

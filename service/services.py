@@ -13,6 +13,7 @@ from service.hub import Hub
 from service.ingest import Ingest
 from service.providers import build_providers
 from service.providers.base import Provider
+from service.security.ssrf import OutboundGuard, Resolver, system_resolver
 from service.security.tokens import CallbackTokens
 from service.store.base import Store, open_store
 
@@ -32,6 +33,8 @@ class Services:
     http: httpx.AsyncClient
     #: the base URL providers use to reach our callback route
     public_url: str
+    #: the SSRF guard for every URL jobhook calls or asks a provider to fetch
+    guard: OutboundGuard
 
     def callback_url(self, provider: str, task_id: str) -> str:
         token = self.tokens.issue(provider, task_id)
@@ -44,6 +47,7 @@ async def open_services(
     *,
     public_url: str,
     transport: httpx.AsyncBaseTransport | None = None,
+    resolver: Resolver | None = None,
 ) -> AsyncIterator[Services]:
     """Open the store and the HTTP client; `settings` must already carry its secrets."""
     store = open_store(settings.database_url, synchronous=settings.sqlite_synchronous)
@@ -65,6 +69,9 @@ async def open_services(
             tokens=CallbackTokens(settings.secret_keys),
             http=http,
             public_url=public_url,
+            guard=OutboundGuard(
+                allow=settings.outbound_allow, resolver=resolver or system_resolver
+            ),
         )
     finally:
         await http.aclose()

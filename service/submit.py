@@ -34,6 +34,7 @@ from service.errors import (
 from service.logging import log
 from service.providers.base import Parent
 from service.providers.client import send
+from service.security.ssrf import UnsafeURL, check_fetch_urls
 from service.services import Services
 from service.store.base import IdempotencyKey, NewTask
 from service.workers import schedule
@@ -158,6 +159,13 @@ async def submit(
             params=parent_task["params"] or {},
         )
     params = provider.validate(req.action, req.params, parent)
+    # URLs the provider will fetch, and the URL we will call: public addresses only.
+    await check_fetch_urls(svc.guard, params)
+    if req.callback_url is not None:
+        try:
+            await svc.guard.check(req.callback_url)
+        except UnsafeURL as exc:
+            raise ValidationFailed("callback_url", exc.reason) from None
 
     task_id = new_id("task")
     task, created = await svc.store.create_task(

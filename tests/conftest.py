@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from service.app import create_app
 from service.config import Settings
 from service.logging import configure_logging
+from service.security.ssrf import system_resolver
 
 configure_logging(level="debug", fmt="json", stream=sys.stderr, cache=False)
 
@@ -27,10 +29,21 @@ def settings(tmp_path: Path) -> Settings:
         webhook_secret="whsec_dGVzdC13ZWJob29rLXNlY3JldA==",
         var_dir=tmp_path,
         simulator_step=0.01,
+        # Client webhooks in tests go to receivers on loopback, which the SSRF guard refuses
+        # unless JOBHOOK_OUTBOUND_ALLOW opens it, as here.
+        outbound_allow=(ipaddress.ip_network("127.0.0.0/8"),),
     )
 
 
+async def resolver(host: str, port: int) -> list[str]:
+    """This machine has no DNS: the documentation's example hosts resolve to a public address."""
+    if host == "example.com" or host.endswith(".example.com"):
+        return ["93.184.215.14"]
+    return await system_resolver(host, port)
+
+
 async def open_app(settings: Settings, **kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
+    kwargs.setdefault("resolver", resolver)
     app = create_app(settings, public_url=BASE, in_process=True, simulator_seed=7, **kwargs)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -42,6 +42,30 @@ class Applied:
     from_status: Status
     #: ids of outbox rows written with the change
     deliveries: tuple[str, ...] = ()
+    owner: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryClaim:
+    """An outbox row leased to this process for one attempt."""
+
+    id: str
+    task_id: str
+    subscriber: str
+    url: str
+    payload: bytes
+    attempts: int
+    #: whsec_ secrets to sign with (two during a rotation); empty: the per-task secret
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryResult:
+    status: str  #: delivered | pending | dead
+    at: float
+    next_attempt_at: float
+    http_status: int | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,6 +172,41 @@ class Store(Protocol):
         ...
 
     async def reschedule_unfinished(self, now: float, *, spread: float) -> int: ...
+
+    # -- notifications ------------------------------------------------------------------------
+
+    async def create_endpoint(
+        self, owner: str, url: str, events: list[str], description: str | None
+    ) -> dict[str, Any]:
+        """A new endpoint; the view carries its secret (shown once)."""
+        ...
+
+    async def list_endpoints(self, owner: str) -> list[dict[str, Any]]: ...
+
+    async def get_endpoint(self, owner: str, endpoint_id: str) -> dict[str, Any] | None: ...
+
+    async def delete_endpoint(self, owner: str, endpoint_id: str) -> None: ...
+
+    async def enable_endpoint(self, owner: str, endpoint_id: str) -> dict[str, Any]: ...
+
+    async def rotate_secret(self, owner: str, endpoint_id: str, now: float) -> dict[str, Any]: ...
+
+    async def claim_due_deliveries(
+        self, now: float, *, limit: int, lease: float, per_url: int, inflight: dict[str, int]
+    ) -> list[DeliveryClaim]:
+        """Lease due deliveries, the earliest per task and subscriber, at most `per_url` in
+        flight per receiving URL counting `inflight`."""
+        ...
+
+    async def record_delivery(self, claim: DeliveryClaim, result: DeliveryResult) -> bool: ...
+
+    async def next_delivery_due(self) -> float | None: ...
+
+    async def list_deliveries(
+        self, owner: str, *, status: str | None, task_id: str | None, cursor: str | None, limit: int
+    ) -> Page: ...
+
+    async def retry_delivery(self, owner: str, delivery_id: str, now: float) -> dict[str, Any]: ...
 
     async def get_task(self, ref: str, *, owner: str | None) -> dict[str, Any] | None:
         """A task by jobhook id or provider task id; `owner=None` looks across owners."""

@@ -25,8 +25,11 @@ from service.domain.models import RAW_LIMIT, Observation, task_error
 from service.domain.status import TERMINAL, Decision, Status, TaskState, decide, event_type_for
 from service.domain.views import event_view, task_view
 from service.errors import Conflict, NotFound, StoreUnavailable
+from service.store import sqlite_outbox as outbox
 from service.store.base import (
     Applied,
+    DeliveryClaim,
+    DeliveryResult,
     Due,
     IdempotencyKey,
     NewTask,
@@ -225,13 +228,16 @@ def _apply(
     view = task_view(task)
     deliveries: tuple[str, ...] = ()
     if decision.applied:
-        deliveries = _enqueue(conn, view, event_type_for(decision.status), now, now_epoch)
+        deliveries = outbox.enqueue(
+            conn, view, row["owner"], event_type_for(decision.status), now, now_epoch
+        )
     return Applied(
         task=view,
         event=event_view(event),
         decision=decision,
         from_status=state.status,
         deliveries=deliveries,
+        owner=row["owner"],
     )
 
 
@@ -310,33 +316,6 @@ def _reschedule_unfinished(conn: sqlite3.Connection, now: float, spread: float) 
             (now + i * step, now + i * step, row["id"]),
         )
     return len(rows)
-
-
-def _enqueue(
-    conn: sqlite3.Connection, task: dict[str, Any], kind: str, now: str, now_epoch: float
-) -> tuple[str, ...]:
-    """Write one outbox row per subscriber of this change, in the change's own transaction."""
-    event_type = f"task.{kind}"
-    url = task["callback_url"]
-    if not url or event_type not in (task["callback_events"] or ()):
-        return ()
-    delivery_id = new_id("msg")
-    payload = {"type": event_type, "timestamp": now, "data": task}
-    conn.execute(
-        "INSERT INTO outbox (id, task_id, subscriber, url, event_type, sequence, payload,"
-        " next_attempt_at, created_at) VALUES (?, ?, 'task', ?, ?, ?, ?, ?, ?)",
-        (
-            delivery_id,
-            task["id"],
-            url,
-            event_type,
-            task["sequence"],
-            _dumps(payload),
-            now_epoch,
-            now,
-        ),
-    )
-    return (delivery_id,)
 
 
 class SQLiteStore:
@@ -485,6 +464,68 @@ class SQLiteStore:
 
     async def ping(self) -> None:
         await self._writer.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # -- notifications ------------------------------------------------------------------------
+
+    async def create_endpoint(
+        self, owner: str, url: str, events: list[str], description: str | None
+    ) -> dict[str, Any]:
+        return await self._writer.run(outbox.create_endpoint, owner, url, events, description)
+
+    async def list_endpoints(self, owner: str) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT * FROM endpoints WHERE owner = ? AND deleted_at IS NULL ORDER BY id", (owner,)
+        )
+        return [outbox.endpoint_view(r) for r in rows]
+
+    async def get_endpoint(self, owner: str, endpoint_id: str) -> dict[str, Any] | None:
+        rows = await self._fetch(
+            "SELECT * FROM endpoints WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+            (endpoint_id, owner),
+        )
+        return outbox.endpoint_view(rows[0]) if rows else None
+
+    async def delete_endpoint(self, owner: str, endpoint_id: str) -> None:
+        await self._writer.run(outbox.delete_endpoint, owner, endpoint_id)
+
+    async def enable_endpoint(self, owner: str, endpoint_id: str) -> dict[str, Any]:
+        return await self._writer.run(outbox.enable_endpoint, owner, endpoint_id)
+
+    async def rotate_secret(self, owner: str, endpoint_id: str, now: float) -> dict[str, Any]:
+        return await self._writer.run(outbox.rotate_secret, owner, endpoint_id, now)
+
+    async def claim_due_deliveries(
+        self, now: float, *, limit: int, lease: float, per_url: int, inflight: dict[str, int]
+    ) -> list[DeliveryClaim]:
+        return await self._writer.run(outbox.claim_due, now, limit, lease, per_url, inflight)
+
+    async def record_delivery(self, claim: DeliveryClaim, result: DeliveryResult) -> bool:
+        return await self._writer.run(outbox.record, claim, result)
+
+    async def next_delivery_due(self) -> float | None:
+        rows = await self._fetch(
+            "SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) FROM outbox"
+            " WHERE status = 'pending'"
+        )
+        value = rows[0][0] if rows else None
+        return float(value) if value is not None else None
+
+    async def list_deliveries(
+        self, owner: str, *, status: str | None, task_id: str | None, cursor: str | None, limit: int
+    ) -> Page:
+        sql, params = "SELECT * FROM outbox WHERE owner = ?", [owner]
+        for column, value in (("status", status), ("task_id", task_id)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if cursor is not None:
+            sql += " AND id < ?"
+            params.append(decode_cursor(cursor))
+        rows = await self._fetch(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1))
+        return _page([outbox.delivery_view(r) for r in rows], limit)
+
+    async def retry_delivery(self, owner: str, delivery_id: str, now: float) -> dict[str, Any]:
+        return await self._writer.run(outbox.retry, owner, delivery_id, now)
 
     @property
     def batches(self) -> tuple[int, int]:

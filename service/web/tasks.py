@@ -18,6 +18,7 @@ from service.errors import Conflict, NotFound, ValidationFailed
 from service.logging import log
 from service.providers.base import ModalProvider
 from service.providers.client import send
+from service.security.ssrf import check_fetch_urls
 from service.services import Services
 from service.store.base import IdempotencyKey, TaskQuery
 from service.store.sqlite import decode_cursor
@@ -212,6 +213,7 @@ async def modal_task(request: Request) -> Response:
         raise Conflict(f"provider {task['provider']} has no modal call")
     try:
         params = provider.validate_modal(body)
+        await check_fetch_urls(svc.guard, params, fields=("mask_url",))
     except ValidationFailed as exc:  # the body's fields are top-level here, not under params
         raise ValidationFailed(
             exc.field.removeprefix("params."), exc.detail.split(": ", 1)[-1]

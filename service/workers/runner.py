@@ -8,6 +8,7 @@ import time
 from service.logging import log
 from service.services import Services
 from service.store.base import TimerLimits
+from service.workers.deliverer import Deliverer
 from service.workers.poller import DEFAULT_POLLER_CONFIG, Poller, PollerConfig
 from service.workers.timers import Timers
 
@@ -20,6 +21,7 @@ class Workers:
         settings = svc.settings
         self.svc = svc
         self.poller = Poller(svc, poller)
+        self.deliverer = Deliverer(svc, svc.guard)
         self.timers = Timers(
             svc,
             TimerLimits(
@@ -34,8 +36,10 @@ class Workers:
     async def start(self) -> None:
         count = await self.svc.store.reschedule_unfinished(time.time(), spread=RESTART_SPREAD)
         self.svc.ingest.on_schedule.append(self.poller.wake)
+        self.svc.ingest.on_deliveries.append(self.deliverer.wake)
         self._tasks = [
             asyncio.create_task(self.poller.run(), name="jobhook-poller"),
+            asyncio.create_task(self.deliverer.run(), name="jobhook-deliverer"),
             asyncio.create_task(self.timers.run(), name="jobhook-timers"),
         ]
         log.info("workers.started", rescheduled=count)
@@ -47,9 +51,12 @@ class Workers:
     async def stop(self) -> None:
         await self.timers.stop()
         await self.poller.stop()
+        await self.deliverer.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.poller.wake in self.svc.ingest.on_schedule:
             self.svc.ingest.on_schedule.remove(self.poller.wake)
+        if self.deliverer.wake in self.svc.ingest.on_deliveries:
+            self.svc.ingest.on_deliveries.remove(self.deliverer.wake)
         log.info("workers.stopped")

@@ -1,0 +1,135 @@
+"""Long-poll and the live stream: both wake on commit, end on time, and free their waiters."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import orjson
+
+from service.domain.ids import new_id
+from service.domain.models import Observation
+from service.domain.status import Status
+from service.store.base import NewTask
+from tests.integration.test_callbacks import services
+from tests.support.wait import eventually
+
+
+async def quiet_task(client: httpx.AsyncClient) -> str:
+    """A task no provider will touch: only this test changes it."""
+    svc = services(client)
+    task, _ = await svc.store.create_task(
+        NewTask(id=new_id("task"), owner="local", provider="simulator", action="imagine", params={})
+    )
+    await svc.ingest(task["id"], Observation(status=Status.SUBMITTED, source="api"))
+    return str(task["id"])
+
+
+async def test_wait_returns_on_the_next_applied_change(client: httpx.AsyncClient) -> None:
+    svc = services(client)
+    task_id = await quiet_task(client)
+    waiting = asyncio.create_task(client.get(f"/v1/tasks/{task_id}", params={"wait": 60}))
+    await eventually(lambda: svc.hub.waiting > 0)
+    # A duplicate does not end the wait ...
+    await svc.ingest(task_id, Observation(status=Status.SUBMITTED, source="poll"))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    # ... an applied change does, long before the 60 s are up.
+    await svc.ingest(task_id, Observation(status=Status.IN_PROGRESS, source="poll", progress=30))
+    r = await asyncio.wait_for(waiting, timeout=10)
+    assert r.json()["status"] == "IN_PROGRESS" and r.json()["progress"] == 30
+    assert svc.hub.waiting == 0
+
+
+async def test_wait_ends_after_its_seconds_with_the_task_unchanged(
+    client: httpx.AsyncClient,
+) -> None:
+    task_id = await quiet_task(client)
+    r = await client.get(f"/v1/tasks/{task_id}", params={"wait": 0.2})
+    assert r.status_code == 200 and r.json()["status"] == "SUBMITTED"
+
+
+async def test_a_client_that_goes_away_frees_its_waiter(client: httpx.AsyncClient) -> None:
+    svc = services(client)
+    task_id = await quiet_task(client)
+    waiting = asyncio.create_task(client.get(f"/v1/tasks/{task_id}", params={"wait": 60}))
+    await eventually(lambda: svc.hub.waiting > 0)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert svc.hub.waiting == 0
+
+
+async def _stream(
+    client: httpx.AsyncClient, query: bytes
+) -> tuple[asyncio.Task[None], list[bytes], asyncio.Event]:
+    """Drive the ASGI app directly: httpx's ASGI transport would wait for the endless body."""
+    app = client.app  # type: ignore[attr-defined]
+    chunks: list[bytes] = []
+    gone = asyncio.Event()
+    sent_request = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent_request
+        if not sent_request:
+            sent_request = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/v1/events/stream",
+        "raw_path": b"/v1/events/stream",
+        "root_path": "",
+        "query_string": query,
+        "headers": [(b"host", b"jobhook.test")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("jobhook.test", 80),
+    }
+    return asyncio.create_task(app(scope, receive, send)), chunks, gone
+
+
+def _events(chunks: list[bytes]) -> list[dict[str, Any]]:
+    out = []
+    for block in b"".join(chunks).split(b"\n\n"):
+        for line in block.split(b"\n"):
+            if line.startswith(b"data: "):
+                out.append(orjson.loads(line[6:]))
+    return out
+
+
+async def test_the_stream_sends_committed_changes_and_filters(client: httpx.AsyncClient) -> None:
+    svc = services(client)
+    watched, other = await quiet_task(client), await quiet_task(client)
+    running, chunks, gone = await _stream(client, f"task_id={watched}".encode())
+    await eventually(lambda: svc.hub.streams > 0)
+    await svc.ingest(other, Observation(status=Status.IN_PROGRESS, source="poll"))
+    await svc.ingest(watched, Observation(status=Status.IN_PROGRESS, source="poll", progress=10))
+    await svc.ingest(watched, Observation(status=Status.IN_PROGRESS, source="poll", progress=5))
+    await svc.ingest(watched, Observation(status=Status.SUCCESS, source="poll"))
+    await eventually(lambda: len(_events(chunks)) >= 2)
+    events = _events(chunks)
+    assert [(e["id"], e["status"], e["progress"]) for e in events] == [
+        (watched, "IN_PROGRESS", 10),
+        (watched, "SUCCESS", 100),
+    ]
+    assert b"event: task" in b"".join(chunks)
+    gone.set()  # the client goes away
+    await asyncio.wait_for(running, timeout=10)
+    assert svc.hub.streams == 0
+
+
+async def test_the_stream_checks_its_filters(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/events/stream", params={"status": "DONE"})
+    assert r.status_code == 422
+    r = await client.get("/v1/events/stream", params={"colour": "red"})
+    assert r.status_code == 422
