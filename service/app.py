@@ -9,18 +9,20 @@ import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.config import Settings
 from service.errors import JobhookError
 from service.logging import log
-from service.providers import SIMULATOR_KEY
+from service.providers import simulator_key
 from service.security.ssrf import Resolver
 from service.services import SIMULATOR_PREFIX, open_services
 from service.simulator import Simulator
 from service.web import callbacks, endpoints, ops, stream, tasks
 from service.web.problems import on_http_error, on_jobhook_error, on_unexpected
-from service.web.requests import RequestId
+from service.web.requests import RequestId, is_loopback
 from service.workers.poller import DEFAULT_POLLER_CONFIG, PollerConfig
 from service.workers.runner import Workers
 
@@ -41,6 +43,20 @@ class _InProcess(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._net.aclose()
+
+
+class _LoopbackOnly:
+    """The embedded simulator is a development fake: it answers loopback clients only."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client") or ("", 0)
+        if scope["type"] == "http" and not is_loopback(client[0]):
+            await Response(status_code=404)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -66,7 +82,9 @@ def create_app(
     simulator = None
     if settings.simulator:
         simulator = Simulator(
-            seed=simulator_seed, step_seconds=settings.simulator_step, api_keys=[SIMULATOR_KEY]
+            seed=simulator_seed,
+            step_seconds=settings.simulator_step,
+            api_keys=[simulator_key(settings)],
         )
 
     @asynccontextmanager
@@ -106,7 +124,7 @@ def create_app(
         *ops.routes,
     ]
     if simulator is not None:
-        routes.append(Mount(SIMULATOR_PREFIX, app=simulator.app))
+        routes.append(Mount(SIMULATOR_PREFIX, app=_LoopbackOnly(simulator.app)))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestId)],

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.providers import SIMULATOR_KEY
+from service.providers import simulator_key
 from service.providers.apiframe import sign_body
 
 
@@ -130,7 +130,8 @@ def main(*, seconds: int = 10, connections: int = 64, tasks: int = 100) -> int:
         from service.security.tokens import CallbackTokens
 
         secret = (work / "var" / "secret_key").read_text().strip()
-        tokens = CallbackTokens(Settings(secret_keys=(secret,)).secret_keys)
+        settings = Settings(secret_keys=(secret,))
+        tokens, sim_key = CallbackTokens(settings.secret_keys), simulator_key(settings)
         requests: list[tuple[str, bytes, str]] = []
         with httpx.Client(base_url=jobhook, timeout=30) as client:
             for _ in range(tasks):
@@ -142,7 +143,7 @@ def main(*, seconds: int = 10, connections: int = 64, tasks: int = 100) -> int:
                         "event": "progress", "jobId": task["provider_task_id"],
                         "status": "PROCESSING", "progress": progress, "model": "midjourney",
                     })  # fmt: skip
-                    requests.append((path, body, sign_body(SIMULATOR_KEY, body)))
+                    requests.append((path, body, sign_body(sim_key, body)))
         script = work / "callbacks.lua"
         script.write_text(_lua(requests))
 

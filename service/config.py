@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -110,7 +111,14 @@ def _load_or_create(path: Path, nbytes: int) -> str:
         value = "whsec_" + base64.b64encode(secrets.token_bytes(nbytes)).decode()
     else:
         value = secrets.token_urlsafe(nbytes)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process (web and worker start together) made it first
+        for _ in range(50):
+            if text := path.read_text().strip():
+                return text
+            time.sleep(0.01)
+        raise
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
     return value
@@ -171,10 +179,10 @@ def _api_keys(raw: str) -> dict[str, str]:
 def _parse(values: Mapping[str, str]) -> Settings:
     get = values.get
     database_url = get("JOBHOOK_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
-    if not database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+    if not database_url.startswith("sqlite:///"):
         raise ConfigError(
-            f"JOBHOOK_DATABASE_URL: expected sqlite:///path or postgresql://..., "
-            f"got {database_url!r}"
+            f"JOBHOOK_DATABASE_URL: expected sqlite:///path (PostgreSQL is not supported yet), "
+            f"got {database_url.split(':', 1)[0]}:..."
         )
     synchronous = (get("JOBHOOK_SQLITE_SYNCHRONOUS", "") or "NORMAL").strip().upper()
     if synchronous not in ("NORMAL", "FULL"):
@@ -200,14 +208,22 @@ def _parse(values: Mapping[str, str]) -> Settings:
         p: _url(f"JOBHOOK_{p.upper()}_BASE_URL", get(f"JOBHOOK_{p.upper()}_BASE_URL", "") or url)
         for p, url in PROVIDER_URLS.items()
     }
-    default_provider = (get("JOBHOOK_DEFAULT_PROVIDER", "") or "simulator").strip()
+    api_keys = _api_keys(get("JOBHOOK_API_KEYS", ""))
+    # The simulator is a development fake: on by default only in loopback-only dev mode.
+    simulator = _flag(values, "JOBHOOK_SIMULATOR", default=not api_keys)
     simulators = ("simulator", "simulator-apimart", "simulator-vtrix")
+    fallback = "simulator" if simulator else next(iter(provider_keys), "")
+    default_provider = (get("JOBHOOK_DEFAULT_PROVIDER", "") or fallback).strip()
+    if not default_provider:
+        raise ConfigError(
+            "JOBHOOK_DEFAULT_PROVIDER: no provider is enabled; set APIMART_API_KEY, "
+            "APIFRAME_API_KEY or VTRIX_API_KEY (or JOBHOOK_SIMULATOR=on)"
+        )
     if default_provider not in (*simulators, *PROVIDER_URLS):
         raise ConfigError(
             f"JOBHOOK_DEFAULT_PROVIDER: expected one of {', '.join(simulators)}, "
             f"{', '.join(PROVIDER_URLS)}; got {default_provider!r}"
         )
-    simulator = _flag(values, "JOBHOOK_SIMULATOR", default=True)
     if default_provider in PROVIDER_URLS and default_provider not in provider_keys:
         raise ConfigError(
             f"JOBHOOK_DEFAULT_PROVIDER: {default_provider} is not enabled "
@@ -236,7 +252,7 @@ def _parse(values: Mapping[str, str]) -> Settings:
             raise ConfigError(f"{name}: expected a whole number of bytes")
     return Settings(
         database_url=database_url,
-        api_keys=_api_keys(get("JOBHOOK_API_KEYS", "")),
+        api_keys=api_keys,
         secret_keys=tuple(
             k.strip() for k in get("JOBHOOK_SECRET_KEYS", "").split(",") if k.strip()
         ),

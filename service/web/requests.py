@@ -62,7 +62,7 @@ def authenticate(request: Request, api_keys: Mapping[str, str]) -> str:
     """
     if not api_keys:
         client = request.client.host if request.client else ""
-        if not _is_loopback(client):
+        if not is_loopback(client):
             raise Forbidden("jobhook has no API keys configured and serves only loopback clients")
         return DEV_OWNER
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
@@ -78,7 +78,7 @@ def authenticate(request: Request, api_keys: Mapping[str, str]) -> str:
     return owner
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host in ("testclient", "localhost"):
         return True
     try:

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import orjson
 
-from service.providers import SIMULATOR_KEY
+from service.providers import simulator_key
 from service.providers.apiframe import sign_body
 from service.services import Services
 from tests.integration.test_api_tasks import assert_problem, submit
@@ -26,11 +26,12 @@ async def post_callback(
     task: dict[str, Any],
     body: bytes,
     *,
-    key: str = SIMULATOR_KEY,
+    key: str | None = None,
     token: str | None = None,
     path_suffix: str = "",
 ) -> httpx.Response:
     token = token or services(client).tokens.issue("simulator", task["id"])
+    key = key or simulator_key(services(client).settings)
     return await client.post(
         f"/v1/callbacks/simulator/{token}{path_suffix}",
         content=body,

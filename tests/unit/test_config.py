@@ -80,7 +80,8 @@ def test_secrets_are_generated_once_into_var(tmp_path: Path) -> None:
     ("env", "message"),
     [
         ({"JOBHOOK_DEFAULT_PROVIDER": "apimart"}, "set APIMART_API_KEY"),
-        ({"JOBHOOK_SIMULATOR": "off"}, "the simulator is off"),
+        ({"JOBHOOK_SIMULATOR": "off"}, "no provider is enabled"),
+        ({"JOBHOOK_SIMULATOR": "off", "JOBHOOK_DEFAULT_PROVIDER": "simulator"}, "simulator is off"),
     ],
 )
 def test_the_default_provider_must_be_enabled(env: dict[str, str], message: str) -> None:
@@ -90,3 +91,16 @@ def test_the_default_provider_must_be_enabled(env: dict[str, str], message: str)
         env | {"APIMART_API_KEY": "sk-x", "JOBHOOK_DEFAULT_PROVIDER": "apimart"}, env_file=None
     )
     assert ok.default_provider == "apimart"
+
+
+def test_with_client_keys_the_simulator_is_off_and_a_real_provider_is_the_default() -> None:
+    s = Settings.from_env(
+        {"JOBHOOK_API_KEYS": "alice:alice-key-123", "APIFRAME_API_KEY": "afk_x"}, env_file=None
+    )
+    assert not s.simulator and s.default_provider == "apiframe"
+    with pytest.raises(ConfigError, match="no provider is enabled"):
+        Settings.from_env({"JOBHOOK_API_KEYS": "alice:alice-key-123"}, env_file=None)
+    on = Settings.from_env(
+        {"JOBHOOK_API_KEYS": "alice:alice-key-123", "JOBHOOK_SIMULATOR": "on"}, env_file=None
+    )
+    assert on.simulator and on.default_provider == "simulator"
