@@ -29,14 +29,15 @@ from service.errors import (
     Conflict,
     ProviderRejected,
     ProviderUnavailable,
+    StoreUnavailable,
     ValidationFailed,
 )
 from service.logging import log
-from service.providers.base import Parent
+from service.providers.base import Parent, Provider, ProviderRequest, Submitted
 from service.providers.client import send
 from service.security.ssrf import UnsafeURL, check_fetch_urls
 from service.services import Services
-from service.store.base import IdempotencyKey, NewTask
+from service.store.base import Applied, IdempotencyKey, NewTask, Schedule
 from service.workers import schedule
 
 FIELDS = frozenset(
@@ -44,6 +45,10 @@ FIELDS = frozenset(
 )
 #: Attempts at a submission that failed in a way that is safe to resend.
 SUBMIT_ATTEMPTS = 3
+#: The longest Retry-After a submission waits out before answering; longer is passed on.
+MAX_SUBMIT_WAIT = 5.0
+#: Params that name a provider task made outside jobhook (APIMart, Apiframe, Vtrix spellings).
+EXTERNAL_PARENT_PARAMS = ("task_id", "parent_job_id", "job_id")
 MAX_METADATA_BYTES = 16 * 1024
 
 
@@ -151,6 +156,15 @@ async def submit(
         raise ValidationFailed("provider", f"{name!r} is not enabled here (enabled: {enabled})")
     if req.action not in provider.actions:
         raise ValidationFailed("action", f"{provider.name} does not offer {req.action!r}")
+    for key in EXTERNAL_PARENT_PARAMS:
+        ref = req.params.get(key)
+        # A provider id that is another owner's jobhook task is not this caller's to act on.
+        if (
+            isinstance(ref, str)
+            and await svc.store.get_task(ref, owner=owner) is None
+            and await svc.store.get_task(ref, owner=None) is not None
+        ):
+            raise ValidationFailed(f"params.{key}", "no such task")
     parent = None
     if parent_task is not None:
         parent = Parent(
@@ -183,6 +197,11 @@ async def submit(
         idempotency=idempotency,
     )
     if not created:
+        if task["status"] == Status.NOT_START:
+            raise Conflict(
+                "a request with this Idempotency-Key is still being submitted; retry shortly",
+                task_id=task["id"],
+            )
         return task, False
 
     callback_url = svc.callback_url(provider.name, task_id) if provider.supports_callbacks else None
@@ -190,20 +209,7 @@ async def submit(
         req.action, params, parent=parent, callback_url=callback_url, idempotency_key=task_id
     )
     try:
-        submitted = None
-        for attempt in range(1, SUBMIT_ATTEMPTS + 1):
-            try:
-                submitted = provider.parse_submit(await send(svc.http, provider, request))
-                break
-            except ProviderUnavailable as exc:
-                # Resend only what cannot bill twice: a request that never arrived, a 429
-                # (refused before any work), or a provider that honours our Idempotency-Key
-                # (the task id). A timeout or 5xx elsewhere may have created the task.
-                safe = not exc.reached or exc.retry_after is not None or provider.idempotent_submit
-                if attempt == SUBMIT_ATTEMPTS or not safe:
-                    raise
-                await asyncio.sleep(min(exc.retry_after or 0.5 * attempt, 5.0))
-        assert submitted is not None
+        submitted = await _send(svc, provider, request)
     except ProviderRejected as exc:
         await svc.ingest(task_id, _refused("provider_rejected", exc.detail, exc.provider_code))
         exc.extra["task_id"] = task_id
@@ -212,10 +218,15 @@ async def submit(
         await svc.ingest(task_id, _refused("provider_unavailable", exc.detail, None))
         exc.extra["task_id"] = task_id
         raise
-    applied = await svc.ingest(
-        task_id,
-        submitted.observation,
-        schedule=schedule.after_submit(provider, svc.settings.reconcile_after, time.time()),
+    # The provider has the task (and may bill for it): record that even if this request is
+    # cancelled or the store stumbles, or the task would never be polled.
+    applied = await asyncio.shield(
+        _record_accepted(
+            svc,
+            task_id,
+            submitted,
+            schedule.after_submit(provider, svc.settings.reconcile_after, time.time()),
+        )
     )
     log.info(
         "task.submitted",
@@ -226,6 +237,47 @@ async def submit(
         parent_id=task["parent_id"],
     )
     return applied.task, True
+
+
+async def _send(svc: Services, provider: Provider, request: ProviderRequest) -> Submitted:
+    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+        response = None
+        try:
+            response = await send(svc.http, provider, request)
+            return provider.parse_submit(response)
+        except ProviderUnavailable as exc:
+            # Resend only what cannot bill twice: a request that never arrived, a 429 (refused
+            # before any work), or any failure at a provider that honours our Idempotency-Key
+            # (the task id). A timeout or 5xx elsewhere may have created the task.
+            refused = not exc.reached or (response is not None and response.status_code == 429)
+            wait = exc.retry_after if exc.retry_after is not None else 0.5 * attempt
+            if (
+                attempt == SUBMIT_ATTEMPTS
+                or not (refused or provider.idempotent_submit)
+                or wait > MAX_SUBMIT_WAIT  # the caller retries later (Retry-After is passed on)
+            ):
+                raise
+            await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+async def _record_accepted(
+    svc: Services, task_id: str, submitted: Submitted, sched: Schedule
+) -> Applied:
+    for attempt in range(1, 6):
+        try:
+            return await svc.ingest(task_id, submitted.observation, schedule=sched)
+        except StoreUnavailable:
+            if attempt == 5:
+                log.error(
+                    "task.orphaned",
+                    task_id=task_id,
+                    provider_task_id=submitted.provider_task_id,
+                    message="the provider accepted the task but the store could not record it",
+                )
+                raise
+            await asyncio.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
 
 
 def _refused(code: str, message: str, provider_code: str | None) -> Observation:
