@@ -70,6 +70,8 @@ class ApimartProvider:
     supports_callbacks = False
     signs_callbacks = False
     poll_interval = 4.0
+    #: APIMart answers 403 for another account's task: it will never become ours.
+    forbidden_means_lost = True
     idempotent_submit = False
 
     def __init__(

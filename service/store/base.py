@@ -80,6 +80,8 @@ class Schedule:
     attempts: int = 0
     idle_next_poll_at: float | None = None
     idle_attempts: int = 0
+    #: the poll holding the task's lease is done with it (only the poller sets this)
+    release: bool = False
 
     def pick(self, applied: bool) -> tuple[float, int]:
         if applied or self.idle_next_poll_at is None:
@@ -156,11 +158,14 @@ class Store(Protocol):
         ...
 
     async def reschedule(self, task_id: str, schedule: Schedule) -> None:
-        """Set the next poll and release this process's lease (a poll that learnt nothing)."""
+        """Set the next poll (and release the poll lease if `schedule.release`)."""
         ...
 
-    async def claim_due_polls(self, now: float, *, limit: int, lease: float) -> list[PollClaim]:
-        """Lease up to `limit` tasks whose poll is due; no two workers hold the same task."""
+    async def claim_due_polls(
+        self, now: float, *, limit: int, lease: float, skip: list[str] | None = None
+    ) -> list[PollClaim]:
+        """Lease up to `limit` tasks whose poll is due (not of the providers in `skip`);
+        no two workers hold the same task."""
         ...
 
     async def next_poll_due(self) -> float | None:

@@ -214,7 +214,9 @@ def _apply(
         sets["status_since"] = now_epoch
     if schedule is not None and decision.status not in TERMINAL:
         next_poll_at, attempts = schedule.pick(decision.applied)
-        sets |= {"next_poll_at": next_poll_at, "poll_attempts": attempts, "poll_lease_until": None}
+        sets |= {"next_poll_at": next_poll_at, "poll_attempts": attempts}
+        if schedule.release:  # only the poll that holds the lease gives it back
+            sets["poll_lease_until"] = None
     task = dict(row)
     if sets:
         assignments = ", ".join(f"{column} = ?" for column in sets)
@@ -271,15 +273,16 @@ def _changes(row: sqlite3.Row, decision: Decision, obs: Observation, now: str) -
 
 
 def _reschedule(conn: sqlite3.Connection, task_id: str, schedule: Schedule) -> None:
+    lease = ", poll_lease_until = NULL" if schedule.release else ""
     conn.execute(
-        "UPDATE tasks SET next_poll_at = ?, poll_attempts = ?, poll_lease_until = NULL"
+        f"UPDATE tasks SET next_poll_at = ?, poll_attempts = ?{lease}"
         " WHERE id = ? AND finished_at IS NULL",
         (schedule.next_poll_at, schedule.attempts, task_id),
     )
 
 
 def _claim_due_polls(
-    conn: sqlite3.Connection, now: float, limit: int, lease: float
+    conn: sqlite3.Connection, now: float, limit: int, lease: float, skip: list[str]
 ) -> list[PollClaim]:
     # One statement: the writer is this process's only writer, and BEGIN IMMEDIATE holds the
     # database lock against other processes, so a claimed row is nobody else's until the lease
@@ -289,9 +292,10 @@ def _claim_due_polls(
         " SELECT id FROM tasks WHERE finished_at IS NULL AND next_poll_at <= ?"
         " AND provider_task_id IS NOT NULL"
         " AND (poll_lease_until IS NULL OR poll_lease_until <= ?)"
+        f" AND provider NOT IN ({', '.join('?' * len(skip))})"
         " ORDER BY next_poll_at LIMIT ?)"
-        " RETURNING id, provider, provider_task_id, status, poll_attempts, last_callback_at",
-        (now + lease, now, now, limit),
+        " RETURNING id, provider, provider_task_id, status, poll_attempts",
+        (now + lease, now, now, *skip, limit),
     ).fetchall()
     return [
         PollClaim(
@@ -306,16 +310,15 @@ def _claim_due_polls(
 
 
 def _reschedule_unfinished(conn: sqlite3.Connection, now: float, spread: float) -> int:
-    rows = conn.execute(
-        "SELECT id FROM tasks WHERE finished_at IS NULL AND provider_task_id IS NOT NULL"
-    ).fetchall()
-    step = spread / max(len(rows), 1)
-    for i, row in enumerate(rows):
-        conn.execute(
-            "UPDATE tasks SET next_poll_at = min(coalesce(next_poll_at, ?), ?) WHERE id = ?",
-            (now + i * step, now + i * step, row["id"]),
-        )
-    return len(rows)
+    # One statement; each task lands at a random point of the spread, so a restart with many
+    # unfinished tasks does not poll them all in one burst.
+    cursor = conn.execute(
+        "UPDATE tasks SET next_poll_at = min(coalesce(next_poll_at, ?1),"
+        " ?1 + (abs(random()) % 1000000) / 1000000.0 * ?2)"
+        " WHERE finished_at IS NULL AND provider_task_id IS NOT NULL",
+        (now, spread),
+    )
+    return cursor.rowcount
 
 
 class SQLiteStore:
@@ -384,8 +387,10 @@ class SQLiteStore:
     async def reschedule(self, task_id: str, schedule: Schedule) -> None:
         await self._writer.run(_reschedule, task_id, schedule)
 
-    async def claim_due_polls(self, now: float, *, limit: int, lease: float) -> list[PollClaim]:
-        return await self._writer.run(_claim_due_polls, now, limit, lease)
+    async def claim_due_polls(
+        self, now: float, *, limit: int, lease: float, skip: list[str] | None = None
+    ) -> list[PollClaim]:
+        return await self._writer.run(_claim_due_polls, now, limit, lease, skip or [])
 
     async def next_poll_due(self) -> float | None:
         rows = await self._fetch(

@@ -3,8 +3,8 @@
 Answers: 200 for applied, duplicate, stale and conflict (the provider must stop retrying); 401
 bad token or signature; 400 malformed; 403 a body naming another task; 413 too large; 503 when
 the store cannot commit (the provider retries, nothing is lost). A provider that does not sign
-its callbacks only gets to say "look again": jobhook fetches the task from the provider's API
-and ingests that, so a forged body alone never changes a task.
+its callbacks only gets to say "look again" (202): the poller fetches the task from the
+provider's API at once and ingests that, so a forged body alone never changes a task.
 """
 
 from __future__ import annotations
@@ -18,18 +18,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.domain.models import Observation
-from service.errors import (
-    Forbidden,
-    MalformedCallback,
-    NotFound,
-    PayloadTooLarge,
-    ProviderRejected,
-    ProviderUnavailable,
-    Unauthorized,
-)
+from service.domain.status import TERMINAL
+from service.errors import Forbidden, MalformedCallback, NotFound, PayloadTooLarge, Unauthorized
 from service.logging import log
-from service.providers.base import Provider
-from service.providers.client import send
 from service.services import Services
 from service.store.base import Schedule
 from service.web.problems import JSON
@@ -68,7 +59,7 @@ async def receive_callback(request: Request) -> Response:
         await reject("malformed", exc.detail)
         raise
     if not provider.signs_callbacks:
-        observations = await _confirm(svc, provider, task_id, observations)
+        return await _hint(svc, task_id, observations, bind)
     outcomes: list[str] = []
     for obs in observations:
         applied = await svc.ingest(
@@ -84,33 +75,25 @@ async def receive_callback(request: Request) -> Response:
     return JSON({"ok": True, "outcomes": outcomes})
 
 
-async def _confirm(
-    svc: Services, provider: Provider, task_id: str, hints: list[Observation]
-) -> list[Observation]:
-    """Replace an unsigned callback's claims by what the provider's API says of the task."""
+async def _hint(
+    svc: Services, task_id: str, hints: list[Observation], bind: dict[str, Any]
+) -> Response:
+    """An unsigned callback only says "look again": poll the task now, through the poller (its
+    rate limits and Retry-After holds apply), and believe what the provider's API says."""
     task = await svc.store.get_task(task_id, owner=None)
     if task is None:
         raise NotFound(f"no task {task_id}")
     named = next((h.provider_task_id for h in hints if h.provider_task_id), None)
-    ours = task["provider_task_id"] or named
-    if named and ours and named != ours:
-        # Let ingest record it and refuse it (403) like any body naming another task.
-        return [replace(hints[0], status=None, detail="the hint names another provider task")]
-    if not ours:
-        return []
-    try:
-        response = await send(svc.http, provider, provider.build_query(ours), timeout=10)
-        fetched = provider.parse_query(response)
-    except (ProviderUnavailable, ProviderRejected) as exc:
-        # The hint stands: poll it as soon as the provider lets us, and ack the callback.
-        await svc.store.reschedule(task_id, Schedule(next_poll_at=time.time() + _retry(exc)))
-        log.warning("callback.deferred", task_id=task_id, provider=provider.name, error=exc.detail)
-        return []
-    return [replace(fetched, detail="fetched to confirm an unsigned callback")]
-
-
-def _retry(exc: Any) -> float:
-    return float(getattr(exc, "retry_after", None) or 1.0)
+    if named and task["provider_task_id"] and named != task["provider_task_id"]:
+        await svc.ingest(task_id, replace(hints[0], status=None))  # recorded, refused
+        log.warning("callback.rejected", reason="foreign_task", **bind)
+        raise Forbidden(f"the callback names provider task {named!r}, not this task's")
+    if task["status"] not in TERMINAL:
+        await svc.store.reschedule(task_id, Schedule(next_poll_at=time.time()))
+        for wake in svc.ingest.on_schedule:
+            wake()
+    log.info("callback.received", outcomes=["deferred"], hint=True, **bind)
+    return JSON({"ok": True, "outcomes": ["deferred"]}, 202)
 
 
 def _printable(body: bytes) -> str:

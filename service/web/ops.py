@@ -22,6 +22,9 @@ async def readyz(request: Request) -> Response:
         await svc.store.ping()
     except StoreUnavailable as exc:
         return problem(503, "Not ready", exc.detail, slug="not-ready")
+    workers = getattr(request.app.state, "workers", None)
+    if workers is not None and not workers.alive:
+        return problem(503, "Not ready", "a worker loop has stopped", slug="not-ready")
     return JSON({"status": "ready", "providers": sorted(svc.providers)})
 
 

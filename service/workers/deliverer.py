@@ -84,8 +84,9 @@ class Deliverer:
         while not self._stopping:
             try:
                 started = await self.deliver_due(wait=False)
-            except JobhookError as exc:
-                log.error("delivery.loop_error", error=exc.detail)
+            except Exception as exc:  # never let the loop die: deliveries would wait forever
+                detail = exc.detail if isinstance(exc, JobhookError) else repr(exc)
+                log.error("delivery.loop_error", error=detail)
                 started = 0
             if started:
                 continue

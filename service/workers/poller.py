@@ -8,6 +8,7 @@ Retry-After. When nothing is due the loop sleeps until the next due time (or a w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -60,6 +61,11 @@ class _Bucket:
     def hold(self, seconds: float) -> None:
         self._hold_until = max(self._hold_until, self._clock() + seconds)
 
+    @property
+    def held_for(self) -> float:
+        """Seconds until the provider may be asked again (0: now)."""
+        return max(0.0, self._hold_until - self._clock())
+
     async def take(self) -> None:
         while True:
             now = self._clock()
@@ -100,15 +106,20 @@ class Poller:
         while not self._stopping:
             try:
                 await self._round()
-            except JobhookError as exc:  # the store is busy or gone: back off, never crash
-                log.error("poll.loop_error", error=exc.detail)
+            except Exception as exc:  # the store is busy or gone: back off, never die
+                detail = exc.detail if isinstance(exc, JobhookError) else repr(exc)
+                log.error("poll.loop_error", error=detail)
                 await self._sleep(self.config.idle_sleep)
 
     async def _round(self) -> None:
+        self._wake.clear()  # a wake-up from here on ends the coming sleep
         free = self.config.concurrency - len(self._inflight)
+        # A provider under Retry-After is not claimed for: its tasks wait in the store, not in
+        # this process holding leases that would run out.
+        held = {name: b.held_for for name, b in self._buckets.items() if b.held_for > 0}
         if free > 0:
             claims = await self.svc.store.claim_due_polls(
-                self.clock(), limit=free, lease=self.config.lease
+                self.clock(), limit=free, lease=self.config.lease, skip=sorted(held)
             )
             for claim in claims:
                 task = asyncio.create_task(self.poll(claim))
@@ -118,10 +129,11 @@ class Poller:
                 return  # maybe more are due: claim again once slots free up
         due = await self.svc.store.next_poll_due()
         delay = self.config.idle_sleep if due is None else due - self.clock()
+        if delay <= 0 and held:  # what is due belongs to held providers
+            delay = min(held.values())
         await self._sleep(min(max(delay, 0.05), self.config.idle_sleep))
 
     async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
         waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._wake.wait())}
         if len(self._inflight) >= self.config.concurrency:
             waiters |= set(self._inflight)  # type: ignore[arg-type]
@@ -134,8 +146,6 @@ class Poller:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("poll.crashed", exc_info=task.exception())
         self._wake.set()
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -155,6 +165,16 @@ class Poller:
 
     async def poll(self, claim: PollClaim) -> None:
         """One poll of one claimed task, ending in an ingest or a reschedule."""
+        try:
+            await self._poll(claim)
+        except Exception as exc:  # a bug or a store failure: look again later, never hot-loop
+            log.error("poll.crashed", task_id=claim.task_id, provider=claim.provider, exc_info=exc)
+            with contextlib.suppress(Exception):
+                await self.svc.store.reschedule(
+                    claim.task_id, schedule.after_error_cap(self.clock())
+                )
+
+    async def _poll(self, claim: PollClaim) -> None:
         svc = self.svc
         provider = svc.providers.get(claim.provider)
         bind = {"task_id": claim.task_id, "provider": claim.provider}
@@ -203,6 +223,8 @@ class Poller:
     async def _rejected(self, provider: Provider, claim: PollClaim, exc: ProviderRejected) -> None:
         bind = {"task_id": claim.task_id, "provider": claim.provider}
         lost = _LOST.get(exc.http_status)
+        if exc.http_status == 403 and not getattr(provider, "forbidden_means_lost", False):
+            lost = None  # e.g. Vtrix: balance or permission, which the operator can fix
         if lost is None:  # 400/401/...: our request or key is wrong; retry slowly, loudly
             await self.svc.store.reschedule(
                 claim.task_id,

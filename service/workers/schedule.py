@@ -46,13 +46,14 @@ def after_poll(
     """The schedule after a successful poll: the base pace if it changed the task, else
     backed off. A MODAL task waits on the client, so it is only checked now and then."""
     if status is Status.MODAL:
-        return Schedule(next_poll_at=now + _jitter(CAP, rng))
+        return Schedule(next_poll_at=now + _jitter(CAP, rng), release=True)
     base = provider.poll_interval
     return Schedule(
         next_poll_at=now + _jitter(base, rng),
         attempts=0,
         idle_next_poll_at=now + backoff(base, attempts + 1, rng),
         idle_attempts=attempts + 1,
+        release=True,
     )
 
 
@@ -66,9 +67,9 @@ def after_error(
     wait = backoff(provider.poll_interval, attempts + 1, rng)
     if retry_after is not None:
         wait = max(wait, retry_after)
-    return Schedule(next_poll_at=now + wait, attempts=attempts + 1)
+    return Schedule(next_poll_at=now + wait, attempts=attempts + 1, release=True)
 
 
 def after_error_cap(now: float) -> Schedule:
     """Look again at the slowest pace (the provider is not enabled in this process)."""
-    return Schedule(next_poll_at=now + CAP)
+    return Schedule(next_poll_at=now + CAP, release=True)

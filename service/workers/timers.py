@@ -58,8 +58,9 @@ class Timers:
         while not self._stop.is_set():
             try:
                 await self.fire()
-            except JobhookError as exc:
-                log.error("timer.loop_error", error=exc.detail)
+            except Exception as exc:  # never let the loop die: tasks would wait forever
+                detail = exc.detail if isinstance(exc, JobhookError) else repr(exc)
+                log.error("timer.loop_error", error=detail)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.interval)
 

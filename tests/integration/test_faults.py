@@ -146,8 +146,8 @@ async def test_a_forged_unsigned_completion_does_not_complete(fast: httpx.AsyncC
         content=forged,
         headers={"content-type": "application/json"},
     )
-    assert r.status_code == 200
-    got = (await fast.get(f"/v1/tasks/{task['id']}")).json()
+    assert r.status_code == 202 and r.json()["outcomes"] == ["deferred"]
+    got = (await fast.get(f"/v1/tasks/{task['id']}", params={"wait": 0.3})).json()
     assert got["status"] in ("SUBMITTED", "IN_PROGRESS")
     await fast.post(f"/v1/tasks/{task['id']}/cancel")
 
@@ -156,3 +156,73 @@ def _seconds(stamp: str) -> float:
     from service.domain.clock import parse_rfc3339
 
     return parse_rfc3339(stamp).timestamp()
+
+
+@pytest.fixture
+async def short_leases(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in open_app(settings, poller=PollerConfig(lease=0.3, rate_per_provider=50)):
+        yield c
+
+
+async def test_a_hold_longer_than_the_lease_does_not_double_poll(
+    short_leases: httpx.AsyncClient,
+) -> None:
+    task = await submit(
+        short_leases, {"provider": APIMART, "action": "imagine", "params": {"prompt": "x"}}
+    )
+    sim(short_leases).faults.configure(
+        {"rate_limit": 1, "retry_after": 1, "path_prefix": "/v1/midjourney/"}
+    )
+    done = await finished(short_leases, task["id"])
+    assert done["status"] == "SUCCESS"
+    # One 429, then one answer: the held task was not claimed again when its lease ran out.
+    assert polls(short_leases, "GET /v1/midjourney") <= 3
+
+
+async def test_403_ends_a_task_only_where_it_means_gone(client: httpx.AsyncClient) -> None:
+    from service.errors import ProviderRejected
+    from service.store.base import PollClaim
+    from service.workers.poller import Poller
+
+    svc = services(client)
+    poller = Poller(svc)
+    results = {}
+    for provider, body in (
+        (
+            "simulator-vtrix",
+            {"action": "remix", "params": {"job_id": "j", "index": 1, "prompt": "p [never]"}},
+        ),
+        (APIMART, {"action": "imagine", "params": {"prompt": "p [never]"}}),
+    ):
+        task = await submit(client, {"provider": provider} | body)
+        claim = PollClaim(
+            task_id=task["id"],
+            provider=provider,
+            provider_task_id=task["provider_task_id"],
+            status=task["status"],
+            attempts=0,
+        )
+        await poller._rejected(
+            svc.providers[provider], claim, ProviderRejected("forbidden", http_status=403)
+        )
+        results[provider] = (await client.get(f"/v1/tasks/{task['id']}")).json()
+    assert results["simulator-vtrix"]["status"] != "FAILURE"  # balance: fixable, keep polling
+    assert results[APIMART]["error"]["code"] == "provider_forbidden"
+
+
+async def test_an_unsigned_hint_naming_another_task_is_403(client: httpx.AsyncClient) -> None:
+    body = {
+        "provider": "simulator-vtrix",
+        "action": "remix",
+        "params": {"job_id": "mj-1", "index": 1, "prompt": "slow [never]"},
+    }
+    task = await submit(client, body)
+    token = services(client).tokens.issue("simulator-vtrix", task["id"])
+    r = await client.post(
+        f"/v1/callbacks/simulator-vtrix/{token}",
+        content=orjson.dumps({"id": "someone-else", "status": "completed"}),
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 403
+    events = await events_of(client, task["id"])
+    assert [e["outcome"] for e in events if e["source"] == "callback"] == ["rejected"]
