@@ -22,22 +22,19 @@ class Hub:
             if reader == owner and queue.qsize() < 1000:  # a stuck reader loses updates, not memory
                 queue.put_nowait(task)
 
-    async def wait(self, task_id: str, timeout: float) -> bool:
-        """Wait until the task changes, at most `timeout` seconds. True if it changed."""
+    def register(self, task_id: str) -> asyncio.Event:
+        """An event set by the task's next committed change in this process. Register before
+        reading the task, so a change between the read and the wait is not missed."""
         event = asyncio.Event()
         self._waiters[task_id].add(event)
-        try:
-            async with asyncio.timeout(timeout):
-                await event.wait()
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            waiters = self._waiters.get(task_id)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._waiters[task_id]
+        return event
+
+    def unregister(self, task_id: str, event: asyncio.Event) -> None:
+        waiters = self._waiters.get(task_id)
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiters[task_id]
 
     def subscribe(self, owner: str) -> asyncio.Queue[dict[str, Any]]:
         """A queue of `owner`'s task changes, from now on."""

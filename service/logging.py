@@ -61,8 +61,8 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact,
         structlog.processors.format_exc_info,
+        redact,  # after format_exc_info, so exception text is scrubbed too
     ]
     if console:
         processors = [*shared, structlog.dev.ConsoleRenderer()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -25,20 +26,24 @@ async def send(
     url = getattr(provider, "base_url", "") + request.path
     started = time.perf_counter()
     try:
-        async with http.stream(
-            request.method,
-            url,
-            json=request.json,
-            headers=dict(request.headers),
-            timeout=timeout,
-            follow_redirects=False,
-        ) as response:
+        # httpx's timeouts are per read; this bounds the whole exchange, a dripping body too.
+        async with (
+            asyncio.timeout(timeout),
+            http.stream(
+                request.method,
+                url,
+                json=request.json,
+                headers=dict(request.headers),
+                timeout=timeout,
+                follow_redirects=False,
+            ) as response,
+        ):
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > MAX_RESPONSE_BYTES:
                     raise ProviderUnavailable(f"{provider.name} answered with an oversized body")
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):
         log.warning("provider.request", provider=provider.name, path=request.path, error="timeout")
         raise ProviderUnavailable(f"{provider.name} did not answer within {timeout:g} s") from None
     except httpx.HTTPError as exc:

@@ -47,8 +47,7 @@ STATUS_MAP: Final[Mapping[str, Status]] = {
     "in_progress": Status.IN_PROGRESS,
     "completed": Status.SUCCESS,
     "failed": Status.FAILURE,
-    "cancelled": Status.CANCEL,
-    "canceled": Status.CANCEL,
+    # Vtrix documents no cancelled state: one would be recorded as rejected, never guessed.
 }
 #: The midjourney_inpaint error codes, as 9-digit strings.
 CODE_MESSAGES: Final[Mapping[str, str]] = {

@@ -178,6 +178,13 @@ class Store(Protocol):
 
     async def reschedule_unfinished(self, now: float, *, spread: float) -> int: ...
 
+    async def claim_modal(self, task_id: str, now: float) -> bool:
+        """Claim the one modal call of a MODAL task (False: one is under way, or not MODAL).
+        The MODAL timer leaves a claimed task alone while the claim lasts."""
+        ...
+
+    async def release_modal(self, task_id: str) -> None: ...
+
     # -- notifications ------------------------------------------------------------------------
 
     async def create_endpoint(

@@ -25,6 +25,7 @@ from service.domain.models import RAW_LIMIT, Observation, task_error
 from service.domain.status import TERMINAL, Decision, Status, TaskState, decide, event_type_for
 from service.domain.views import event_view, task_view
 from service.errors import Conflict, NotFound, StoreUnavailable
+from service.logging import log
 from service.store import sqlite_outbox as outbox
 from service.store.base import (
     Applied,
@@ -42,6 +43,8 @@ from service.store.base import (
 from service.store.sqlite_writer import SQLiteWriter
 
 READERS = 4
+#: A modal call's claim lasts this long (longer than the provider request may take).
+MODAL_CALL_LEASE = 60.0
 
 
 def _dumps(value: Any) -> str | None:
@@ -309,6 +312,15 @@ def _claim_due_polls(
     ]
 
 
+def _claim_modal(conn: sqlite3.Connection, task_id: str, now: float) -> bool:
+    cursor = conn.execute(
+        "UPDATE tasks SET modal_call_at = ? WHERE id = ? AND status = 'MODAL'"
+        " AND (modal_call_at IS NULL OR modal_call_at <= ?)",
+        (now, task_id, now - MODAL_CALL_LEASE),
+    )
+    return cursor.rowcount == 1
+
+
 def _reschedule_unfinished(conn: sqlite3.Connection, now: float, spread: float) -> int:
     # One statement; each task lands at a random point of the spread, so a restart with many
     # unfinished tasks does not poll them all in one burst.
@@ -372,7 +384,8 @@ class SQLiteStore:
             try:
                 return list(await reader.execute_fetchall(sql, params))
             except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"the store could not be read: {exc}") from exc
+                log.error("store.read_failed", error=str(exc))
+                raise StoreUnavailable("the store could not be read; retry") from exc
 
     async def create_task(
         self, new: NewTask, *, idempotency: IdempotencyKey | None = None
@@ -404,12 +417,14 @@ class SQLiteStore:
     async def due_timers(self, now: float, limits: TimerLimits, *, limit: int = 100) -> list[Due]:
         rows = await self._fetch(
             "SELECT id, status FROM tasks WHERE finished_at IS NULL AND ("
-            " (status = 'MODAL' AND status_since <= ?)"
+            " (status = 'MODAL' AND status_since <= ?"
+            "  AND (modal_call_at IS NULL OR modal_call_at <= ?))"
             " OR (status = 'NOT_START' AND status_since <= ?)"
             " OR (status = 'SUBMITTED' AND status_since <= ?)"
             " OR (status = 'IN_PROGRESS' AND status_since <= ?)) LIMIT ?",
             (
                 now - limits.modal,
+                now - MODAL_CALL_LEASE,
                 now - limits.submit,
                 now - limits.queue,
                 now - limits.run,
@@ -417,6 +432,16 @@ class SQLiteStore:
             ),
         )
         return [Due(task_id=r["id"], status=Status(r["status"])) for r in rows]
+
+    async def claim_modal(self, task_id: str, now: float) -> bool:
+        return await self._writer.run(_claim_modal, task_id, now)
+
+    async def release_modal(self, task_id: str) -> None:
+        await self._writer.run(
+            lambda conn: conn.execute(
+                "UPDATE tasks SET modal_call_at = NULL WHERE id = ?", (task_id,)
+            )
+        )
 
     async def reschedule_unfinished(self, now: float, *, spread: float) -> int:
         """Poll every unfinished task soon (within `spread` s): nothing stays stuck after a

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from service.errors import StoreUnavailable
+from service.logging import log
 
 T = TypeVar("T")
 Unit = Callable[..., Any]
@@ -95,6 +96,20 @@ class SQLiteWriter:
         conn.execute("COMMIT")
         return results
 
+    def _alone(self, conn: sqlite3.Connection, item: _Item) -> tuple[bool, Any]:
+        try:
+            return self._together(conn, [item])[0]
+        except sqlite3.Error as exc:
+            return self._unavailable(conn, exc)
+
+    @staticmethod
+    def _unavailable(conn: sqlite3.Connection, exc: sqlite3.Error) -> tuple[bool, Any]:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        log.error("store.commit_failed", error=str(exc))
+        return False, StoreUnavailable("the store could not commit; retry")
+
     def _run(self) -> None:
         try:
             conn = self._connect()
@@ -123,20 +138,14 @@ class SQLiteWriter:
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
-        results: list[tuple[bool, Any]]
         try:
-            try:
-                results = self._together(conn, batch)
-            except _UnitFailed:
-                # One unit failed and took the batch down: run each unit on its own, so the
-                # failure stays with its caller and the others commit.
-                results = [self._together(conn, [item])[0] for item in batch]
+            results = self._together(conn, batch)
+        except _UnitFailed:
+            # One unit failed and took the batch down: run each unit on its own, so the failure
+            # stays with its caller and the others commit (and are reported as committed).
+            results = [self._alone(conn, item) for item in batch]
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            failure = StoreUnavailable(f"the store could not commit: {exc}")
-            results = [(False, failure)] * len(batch)
+            results = [self._unavailable(conn, exc)] * len(batch)
         self.batches += 1
         self.units += len(batch)
         for item, (ok, value) in zip(batch, results, strict=True):

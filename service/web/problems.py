@@ -44,6 +44,13 @@ def problem(
     )
 
 
+def route_of(request: Request) -> str:
+    """The route's template (`/v1/callbacks/{provider}/{token}`), never the path itself: a
+    callback path carries its token, which must not reach a log line."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "")) or "unmatched"
+
+
 async def on_jobhook_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, JobhookError)
     response = problem(
@@ -51,7 +58,7 @@ async def on_jobhook_error(request: Request, exc: Exception) -> Response:
     )
     if isinstance(exc, StoreUnavailable):
         response.headers["Retry-After"] = "1"
-        log.error("store.unavailable", detail=exc.detail, path=request.url.path)
+        log.error("store.unavailable", detail=exc.detail, route=route_of(request))
     if isinstance(exc, ProviderUnavailable) and exc.retry_after:
         response.headers["Retry-After"] = str(int(exc.retry_after))
     return response
@@ -70,5 +77,5 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.error("http.unhandled", path=request.url.path, exc_info=exc)
+    log.error("http.unhandled", route=route_of(request), exc_info=exc)
     return problem(500, "Internal error", "jobhook failed to handle this request", slug="internal")

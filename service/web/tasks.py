@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -103,20 +104,30 @@ async def get_task(request: Request) -> Response:
 async def _wait_for_change(
     svc: Services, task: dict[str, Any], owner: str, wait: float
 ) -> dict[str, Any]:
-    """Block until the task's next applied change (or terminal/MODAL), at most `wait` seconds."""
-    if task["status"] in TERMINAL or task["status"] == Status.MODAL or wait == 0:
-        return task
+    """Block until the task's next applied change (or terminal/MODAL), at most `wait` seconds.
+
+    This process's commits wake the wait at once; changes committed by another process (a
+    separate `jobhook worker`) are seen by a re-read at least once a second.
+    """
     seen = task["sequence"]
-    waiter = asyncio.ensure_future(svc.hub.wait(task["id"], wait))
-    await asyncio.sleep(0)  # let the waiter register before we look again
-    try:
-        fresh = await svc.store.get_task(task["id"], owner=owner)
-        if fresh is not None and fresh["sequence"] != seen:
-            return fresh
-        await waiter
-    finally:
-        waiter.cancel()
-    return await svc.store.get_task(task["id"], owner=owner) or task
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while task["status"] not in TERMINAL and task["status"] != Status.MODAL:
+        event = svc.hub.register(task["id"])
+        try:
+            fresh = await svc.store.get_task(task["id"], owner=owner)
+            if fresh is None:
+                break
+            task = fresh
+            remaining = deadline - loop.time()
+            if task["sequence"] != seen or remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(remaining, 1.0)):
+                    await event.wait()
+        finally:
+            svc.hub.unregister(task["id"], event)
+    return task
 
 
 async def list_tasks(request: Request) -> Response:
@@ -188,7 +199,7 @@ async def cancel_task(request: Request) -> Response:
     return JSON(applied.task)
 
 
-MODAL_FIELDS = frozenset({"prompt", "mask_url", "mask", "speed"})
+MODAL_FIELDS = frozenset({"prompt", "mask_url", "mask", "speed", "metadata"})
 
 
 async def modal_task(request: Request) -> Response:
@@ -218,10 +229,16 @@ async def modal_task(request: Request) -> Response:
         raise ValidationFailed(
             exc.field.removeprefix("params."), exc.detail.split(": ", 1)[-1]
         ) from None
-    response = await send(
-        svc.http, provider, provider.build_modal(task["provider_task_id"], params)
-    )
-    obs = provider.parse_modal(response)
+    if not await svc.store.claim_modal(task["id"], time.time()):
+        raise Conflict("a modal call for this task is already under way, or it left MODAL")
+    try:
+        response = await send(
+            svc.http, provider, provider.build_modal(task["provider_task_id"], params)
+        )
+        obs = provider.parse_modal(response)
+    except BaseException:
+        await asyncio.shield(svc.store.release_modal(task["id"]))
+        raise
     applied = await svc.ingest(
         task["id"], obs, schedule=schedule.after_submit(provider, 0, time.time())
     )

@@ -13,7 +13,8 @@ from service.providers.apiframe import sign_body
 from service.services import Services
 from tests.integration.test_api_tasks import assert_problem, submit
 
-SLOW = {"action": "imagine", "params": {"prompt": "slow [never]"}}
+#: A task the simulator leaves alone (no webhooks), so only the test's callbacks reach it.
+SLOW = {"action": "imagine", "params": {"prompt": "slow [never] [drop]"}}
 
 
 def services(client: httpx.AsyncClient) -> Services:
@@ -127,6 +128,28 @@ async def test_oversize_body_is_413(client: httpx.AsyncClient) -> None:
     task = await submit(client, SLOW)
     big = completed(task["provider_task_id"], padding="x" * 2_000_000)
     assert_problem(await post_callback(client, task, big), 413)
+
+
+async def test_oversize_chunked_body_is_413_without_reading_it_all(
+    client: httpx.AsyncClient,
+) -> None:
+    task = await submit(client, SLOW)
+    token = services(client).tokens.issue("simulator", task["id"])
+    sent = 0
+
+    async def chunks() -> Any:
+        nonlocal sent
+        for _ in range(64):  # 4 MiB offered, no Content-Length
+            sent += 1
+            yield b"x" * 65536
+
+    r = await client.post(
+        f"/v1/callbacks/simulator/{token}",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
+    assert_problem(r, 413)
+    assert sent < 64
 
 
 async def test_store_that_cannot_commit_answers_503(client: httpx.AsyncClient) -> None:

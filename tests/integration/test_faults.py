@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from service.config import Settings
 from service.simulator import Simulator
@@ -119,8 +120,12 @@ async def test_5xx_backs_off_and_recovers(fast: httpx.AsyncClient) -> None:
 async def test_a_hanging_provider_times_out_and_is_polled_again(fast: httpx.AsyncClient) -> None:
     task = await submit(fast, {"provider": APIMART, "action": "imagine", "params": {"prompt": "x"}})
     sim(fast).faults.configure({"hang": 1, "hang_seconds": 2, "path_prefix": "/v1/midjourney/"})
-    done = await finished(fast, task["id"])
+    with capture_logs() as logs:
+        done = await finished(fast, task["id"])
     assert done["status"] == "SUCCESS" and sim(fast).faults.injected["hang"] == 1
+    # The hung request was given up after the poller's 0.3 s, not waited out.
+    timeouts = [e for e in logs if e["event"] == "poll.result" and e["result"] == "unavailable"]
+    assert timeouts and "did not answer" in timeouts[0]["error"]
 
 
 async def test_a_task_that_never_finishes_ends_by_the_run_deadline(fast: httpx.AsyncClient) -> None:

@@ -7,6 +7,7 @@ APIMart (`simulator-apimart`) is poll-only: every change here is found by the po
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -152,3 +153,17 @@ async def test_apiframe_inpaint_is_one_step(client: httpx.AsyncClient) -> None:
     mask = base64.b64encode(PNG).decode()
     done = await follow(client, "inpaint", up["id"], mask=mask, prompt="a hat")
     assert done["status"] == "SUCCESS" and len(done["result"]["images"]) == 4
+
+
+async def test_concurrent_modal_calls_reach_the_provider_once(client: httpx.AsyncClient) -> None:
+    up = await follow(client, "upscale", (await imagine(client))["id"], index=1)
+    inpaint = await submit(client, {"action": "inpaint", "parent_id": up["id"], "params": {}})
+    body = {"prompt": "a sofa", "mask_url": "https://cdn.example.com/mask.png"}
+    answers = await asyncio.gather(
+        *(client.post(f"/v1/tasks/{inpaint['id']}/modal", json=body) for _ in range(4))
+    )
+    assert sorted(r.status_code for r in answers) == [202, 409, 409, 409]
+    simulator = client.app.state.simulator  # type: ignore[attr-defined]
+    # imagine, upscale and inpaint, then exactly one modal call
+    assert simulator.request_counts["POST /v1/midjourney/generations/{action}"] == 4
+    assert (await finished(client, inpaint["id"]))["status"] == "SUCCESS"

@@ -7,6 +7,7 @@ import itertools
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -206,3 +207,23 @@ async def test_listing_filters_and_cursor_paging(store: SQLiteStore) -> None:
     submitted = await store.list_tasks(TaskQuery(owner="o", status=["SUBMITTED"]))
     assert [t["id"] for t in submitted.data] == [made[0]["id"]]
     assert (await store.list_tasks(TaskQuery(owner="nobody"))).data == []
+
+
+async def test_a_store_error_in_one_unit_does_not_misreport_the_others(
+    store: SQLiteStore,
+) -> None:
+    tasks = [await make_task(store) for _ in range(6)]
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("SELECT * FROM no_such_table")  # an OperationalError inside a unit
+
+    calls: list[Any] = [
+        store.apply(str(t["id"]), Observation(status=Status.SUBMITTED, source="api")) for t in tasks
+    ]
+    calls.insert(3, store._writer.run(broken))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[3], StoreUnavailable)
+    assert all(not isinstance(r, Exception) for i, r in enumerate(results) if i != 3)
+    for t in tasks:
+        got = await store.get_task(str(t["id"]), owner="o")
+        assert got is not None and got["status"] == "SUBMITTED"

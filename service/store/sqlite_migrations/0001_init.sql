@@ -33,7 +33,7 @@ CREATE INDEX tasks_provider_task_id ON tasks (provider_task_id) WHERE provider_t
 CREATE INDEX tasks_unfinished ON tasks (status) WHERE finished_at IS NULL;
 
 -- The state machine's allowed moves, written out again (service/domain/status.py has the same
--- table; tests/unit/test_sql_transitions.py asserts that the two agree).
+-- table; tests/integration/test_store_sqlite.py asserts that the two agree).
 CREATE TABLE transitions (
     from_status TEXT NOT NULL,
     to_status   TEXT NOT NULL,
