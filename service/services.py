@@ -14,7 +14,7 @@ from service.ingest import Ingest
 from service.providers import build_providers
 from service.providers.base import Provider
 from service.security.ssrf import OutboundGuard, Resolver, system_resolver
-from service.security.tokens import CallbackTokens
+from service.security.tokens import CallbackTokens, SessionCookies
 from service.store.base import Store, open_store
 
 #: Where the embedded simulator is mounted in the web app.
@@ -35,6 +35,8 @@ class Services:
     public_url: str
     #: the SSRF guard for every URL jobhook calls or asks a provider to fetch
     guard: OutboundGuard
+    #: the dashboard's signed session cookies
+    sessions: SessionCookies
 
     def callback_url(self, provider: str, task_id: str) -> str:
         token = self.tokens.issue(provider, task_id)
@@ -69,6 +71,7 @@ async def open_services(
             tokens=CallbackTokens(settings.secret_keys),
             http=http,
             public_url=public_url,
+            sessions=SessionCookies(settings.secret_keys),
             guard=OutboundGuard(
                 allow=settings.outbound_allow, resolver=resolver or system_resolver
             ),

@@ -34,3 +34,27 @@ class CallbackTokens:
         except BadSignature:
             return None
         return value if isinstance(value, str) else None
+
+
+#: A dashboard session lasts a working day.
+SESSION_MAX_AGE = 12 * 3600
+
+
+class SessionCookies:
+    """The dashboard's login: the owner name, signed and timestamped (keys rotate as above)."""
+
+    def __init__(self, secret_keys: Sequence[str], *, max_age: int = SESSION_MAX_AGE) -> None:
+        self._serializer = URLSafeTimedSerializer(
+            list(reversed(secret_keys)), salt="jobhook.session"
+        )
+        self.max_age = max_age
+
+    def issue(self, owner: str) -> str:
+        return str(self._serializer.dumps(owner))
+
+    def verify(self, cookie: str) -> str | None:
+        try:
+            value = self._serializer.loads(cookie, max_age=self.max_age)
+        except BadSignature:
+            return None
+        return value if isinstance(value, str) else None

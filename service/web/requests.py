@@ -14,8 +14,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.domain.ids import new_id
 from service.errors import BadRequest, Forbidden, JobhookError, PayloadTooLarge, Unauthorized
+from service.security.tokens import SessionCookies
 
 DEV_OWNER = "local"
+SESSION_COOKIE = "jobhook_session"
 
 
 class UnsupportedMediaType(JobhookError):
@@ -67,14 +69,27 @@ def authenticate(request: Request, api_keys: Mapping[str, str]) -> str:
         return DEV_OWNER
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
+        # The dashboard's session cookie reads (GET) only, so a forged cross-site form can
+        # never change anything.
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie and request.method in ("GET", "HEAD"):
+            sessions: SessionCookies = request.app.state.services.sessions
+            session_owner = sessions.verify(cookie)
+            if session_owner is not None and session_owner in api_keys.values():
+                return session_owner
         raise Unauthorized("send Authorization: Bearer <key>")
+    owner = owner_for_key(presented.strip(), api_keys)
+    if owner is None:
+        raise Unauthorized("the API key is not valid")
+    return owner
+
+
+def owner_for_key(presented: str, api_keys: Mapping[str, str]) -> str | None:
     owner = None
     for key, name in api_keys.items():
         # Compare against every key so timing does not reveal which one nearly matched.
-        if hmac.compare_digest(key.encode(), presented.strip().encode()):
+        if hmac.compare_digest(key.encode(), presented.encode()):
             owner = name
-    if owner is None:
-        raise Unauthorized("the API key is not valid")
     return owner
 
 

@@ -1,0 +1,7 @@
+"""The operator dashboard (being built)."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []
