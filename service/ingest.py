@@ -6,18 +6,21 @@ the commit, ingest logs one line and wakes whoever waits on the task.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from service.domain.models import Observation
 from service.hub import Hub
 from service.logging import log
+from service.metrics import Metrics
 from service.store.base import Applied, Schedule, Store
 
 
 class Ingest:
-    def __init__(self, store: Store, hub: Hub) -> None:
+    def __init__(self, store: Store, hub: Hub, metrics: Metrics | None = None) -> None:
         self.store = store
         self.hub = hub
+        self.metrics = metrics or Metrics()
         #: called after a commit that scheduled a poll (the poller sleeps until the next one)
         self.on_schedule: list[Callable[[], None]] = []
         #: called after a commit that wrote outbox rows (the deliverer sleeps until the next one)
@@ -26,7 +29,10 @@ class Ingest:
     async def __call__(
         self, task_id: str, obs: Observation, *, schedule: Schedule | None = None
     ) -> Applied:
+        started = time.perf_counter()
         applied = await self.store.apply(task_id, obs, schedule=schedule)
+        self.metrics.ingest_seconds.observe(time.perf_counter() - started)
+        self.metrics.observations.inc(obs.source, applied.decision.outcome)
         for wake in self.on_schedule if schedule is not None else ():
             wake()
         for wake in self.on_deliveries if applied.deliveries else ():

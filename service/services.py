@@ -11,6 +11,7 @@ import httpx
 from service.config import Settings
 from service.hub import Hub
 from service.ingest import Ingest
+from service.metrics import Metrics
 from service.providers import build_providers
 from service.providers.base import Provider
 from service.security.ssrf import OutboundGuard, Resolver, system_resolver
@@ -37,6 +38,7 @@ class Services:
     guard: OutboundGuard
     #: the dashboard's signed session cookies
     sessions: SessionCookies
+    metrics: Metrics
 
     def callback_url(self, provider: str, task_id: str) -> str:
         token = self.tokens.issue(provider, task_id)
@@ -58,12 +60,14 @@ async def open_services(
         transport=transport, trust_env=False, follow_redirects=False, timeout=30
     )
     hub = Hub()
+    metrics = Metrics()
     try:
         yield Services(
             settings=settings,
             store=store,
             hub=hub,
-            ingest=Ingest(store, hub),
+            ingest=Ingest(store, hub, metrics),
+            metrics=metrics,
             providers=build_providers(
                 settings,
                 simulator_url=public_url + SIMULATOR_PREFIX if settings.simulator else None,

@@ -117,6 +117,17 @@ class Due:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Stats:
+    """What /metrics and /readyz read from the store."""
+
+    tasks: dict[tuple[str, str], int]
+    polls_due: int
+    deliveries: dict[str, int]
+    deliveries_due: int
+    oldest_unfinished_age: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskQuery:
     owner: str
     status: Sequence[str] = ()
@@ -227,6 +238,8 @@ class Store(Protocol):
     async def list_tasks(self, query: TaskQuery) -> Page: ...
 
     async def list_events(self, task_id: str, *, cursor: str | None, limit: int) -> Page: ...
+
+    async def stats(self, now: float) -> Stats: ...
 
     async def ping(self) -> None:
         """Raise if the store cannot be written."""

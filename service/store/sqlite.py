@@ -37,6 +37,7 @@ from service.store.base import (
     Page,
     PollClaim,
     Schedule,
+    Stats,
     TaskQuery,
     TimerLimits,
 )
@@ -556,6 +557,32 @@ class SQLiteStore:
 
     async def retry_delivery(self, owner: str, delivery_id: str, now: float) -> dict[str, Any]:
         return await self._writer.run(outbox.retry, owner, delivery_id, now)
+
+    async def stats(self, now: float) -> Stats:
+        by_status = await self._fetch(
+            "SELECT provider, status, count(*) AS n FROM tasks GROUP BY provider, status"
+        )
+        due = await self._fetch(
+            "SELECT count(*) FROM tasks WHERE finished_at IS NULL AND next_poll_at <= ?"
+            " AND provider_task_id IS NOT NULL",
+            (now,),
+        )
+        outbox_rows = await self._fetch(
+            "SELECT status, count(*) AS n, sum(next_attempt_at <= ?) AS due FROM outbox"
+            " WHERE status != 'delivered' GROUP BY status",
+            (now,),
+        )
+        oldest = await self._fetch(
+            "SELECT (julianday('now') - min(julianday(created_at))) * 86400 FROM tasks"
+            " WHERE finished_at IS NULL"
+        )
+        return Stats(
+            tasks={(r["provider"], r["status"]): r["n"] for r in by_status},
+            polls_due=due[0][0],
+            deliveries={r["status"]: r["n"] for r in outbox_rows},
+            deliveries_due=sum(r["due"] or 0 for r in outbox_rows if r["status"] == "pending"),
+            oldest_unfinished_age=float(oldest[0][0] or 0.0),
+        )
 
     @property
     def batches(self) -> tuple[int, int]:

@@ -37,16 +37,16 @@ async def receive_callback(request: Request) -> Response:
     try:
         body = await read_body(request, svc.settings.max_body_bytes)
     except PayloadTooLarge:
-        log.warning("callback.rejected", provider=name, reason="too_large")
+        _refused(svc, name, "too_large")
         raise
     task_id = svc.tokens.verify(name, request.path_params["token"])
     if task_id is None:
-        log.warning("callback.rejected", provider=name, reason="bad_token")
+        _refused(svc, name, "bad_token")
         raise Unauthorized("the callback token is not valid for this provider")
     bind = {"provider": name, "task_id": task_id}
 
     async def reject(reason: str, note: str) -> None:
-        log.warning("callback.rejected", reason=reason, **bind)
+        _refused(svc, name, reason, task_id=task_id)
         obs = Observation(status=None, source="callback", detail=note, raw=_printable(body))
         await svc.ingest(task_id, obs)
 
@@ -68,9 +68,10 @@ async def receive_callback(request: Request) -> Response:
             schedule=schedule.after_callback(svc.settings.reconcile_after, time.time()),
         )
         if applied.decision.foreign:
-            log.warning("callback.rejected", reason="foreign_task", **bind)
+            _refused(svc, bind["provider"], "foreign_task", task_id=task_id)
             raise Forbidden(applied.decision.reason or "the callback names another task")
         outcomes.append(applied.decision.outcome)
+    svc.metrics.callbacks.inc(name)
     log.info("callback.received", outcomes=outcomes, bytes=len(body), **bind)
     return JSON({"ok": True, "outcomes": outcomes})
 
@@ -86,14 +87,20 @@ async def _hint(
     named = next((h.provider_task_id for h in hints if h.provider_task_id), None)
     if named and task["provider_task_id"] and named != task["provider_task_id"]:
         await svc.ingest(task_id, replace(hints[0], status=None))  # recorded, refused
-        log.warning("callback.rejected", reason="foreign_task", **bind)
+        _refused(svc, bind["provider"], "foreign_task", task_id=task_id)
         raise Forbidden(f"the callback names provider task {named!r}, not this task's")
     if task["status"] not in TERMINAL:
         await svc.store.reschedule(task_id, Schedule(next_poll_at=time.time()))
         for wake in svc.ingest.on_schedule:
             wake()
+    svc.metrics.callbacks.inc(bind["provider"])
     log.info("callback.received", outcomes=["deferred"], hint=True, **bind)
     return JSON({"ok": True, "outcomes": ["deferred"]}, 202)
+
+
+def _refused(svc: Services, provider: str, reason: str, **ids: str) -> None:
+    svc.metrics.callbacks_rejected.inc(provider, reason)
+    log.warning("callback.rejected", provider=provider, reason=reason, **ids)
 
 
 def _printable(body: bytes) -> str:

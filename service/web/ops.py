@@ -1,6 +1,8 @@
-"""Operator endpoints: liveness and readiness."""
+"""Operator endpoints: liveness, readiness, Prometheus metrics."""
 
 from __future__ import annotations
+
+import time
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -8,24 +10,77 @@ from starlette.routing import Route
 
 from service import __version__
 from service.errors import StoreUnavailable
+from service.metrics import gauge
 from service.services import Services
 from service.web.problems import JSON, problem
 
+#: /readyz says no when this many polls or deliveries are overdue: the workers are not keeping up.
+BACKLOG_LIMIT = 10_000
+
 
 async def healthz(request: Request) -> Response:
+    """The process answers."""
     return JSON({"status": "ok", "version": __version__})
 
 
 async def readyz(request: Request) -> Response:
+    """The store takes a write, the workers run, the backlog is under its limit."""
     svc: Services = request.app.state.services
     try:
         await svc.store.ping()
+        stats = await svc.store.stats(time.time())
     except StoreUnavailable as exc:
         return problem(503, "Not ready", exc.detail, slug="not-ready")
     workers = getattr(request.app.state, "workers", None)
     if workers is not None and not workers.alive:
         return problem(503, "Not ready", "a worker loop has stopped", slug="not-ready")
-    return JSON({"status": "ready", "providers": sorted(svc.providers)})
+    backlog = stats.polls_due + stats.deliveries_due
+    if backlog > BACKLOG_LIMIT:
+        return problem(
+            503, "Not ready", f"{backlog} polls and deliveries are overdue", slug="not-ready"
+        )
+    return JSON({"status": "ready", "providers": sorted(svc.providers), "backlog": backlog})
 
 
-routes = [Route("/healthz", healthz), Route("/readyz", readyz)]
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: this process's counters plus the store's gauges."""
+    svc: Services = request.app.state.services
+    stats = await svc.store.stats(time.time())
+    batches, units = getattr(svc.store, "batches", (0, 0))
+    gauges = [
+        *gauge(
+            "jobhook_tasks",
+            "Tasks by provider and status.",
+            ("provider", "status"),
+            ((key, n) for key, n in sorted(stats.tasks.items())),
+        ),
+        *gauge("jobhook_polls_due", "Polls due now (queue depth).", (), [((), stats.polls_due)]),
+        *gauge(
+            "jobhook_deliveries",
+            "Deliveries not yet delivered, by status (pending, dead).",
+            ("status",),
+            (((status,), n) for status, n in sorted(stats.deliveries.items())),
+        ),
+        *gauge(
+            "jobhook_deliveries_due",
+            "Deliveries due now (queue depth).",
+            (),
+            [((), stats.deliveries_due)],
+        ),
+        *gauge(
+            "jobhook_oldest_unfinished_task_age_seconds",
+            "Age of the oldest task that has not ended.",
+            (),
+            [((), stats.oldest_unfinished_age)],
+        ),
+        *gauge("jobhook_waiters", "Long-polls waiting.", (), [((), svc.hub.waiting)]),
+        *gauge("jobhook_streams", "Live event streams open.", (), [((), svc.hub.streams)]),
+        *gauge("jobhook_store_batches", "Write transactions committed.", (), [((), batches)]),
+        *gauge("jobhook_store_units", "Units of work committed.", (), [((), units)]),
+    ]
+    return Response(
+        svc.metrics.render(gauges), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
+
+
+routes = [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]

@@ -176,6 +176,9 @@ class Deliverer:
             "attempt": claim.attempts + 1,
             "http_status": http_status,
         }
+        self.svc.metrics.deliveries.inc(
+            {"delivered": "delivered", "pending": "retrying", "dead": "dead"}[result.status]
+        )
         if result.status == "dead":
             log.warning("delivery.dead", error=error, **bind)
         else:

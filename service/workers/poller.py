@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from service.domain.models import Observation, task_error
 from service.domain.status import Status
@@ -180,7 +181,7 @@ class Poller:
         bind = {"task_id": claim.task_id, "provider": claim.provider}
         if provider is None:  # disabled since the task was made; look again later
             await svc.store.reschedule(claim.task_id, schedule.after_error_cap(self.clock()))
-            log.warning("poll.result", result="provider_disabled", **bind)
+            self._result(log.warning, result="provider_disabled", **bind)
             return
         bucket = self._bucket(claim.provider)
         await bucket.take()
@@ -201,7 +202,7 @@ class Poller:
                     provider, claim.attempts, self.clock(), self.rng, exc.retry_after
                 ),
             )
-            log.warning("poll.result", result="unavailable", error=exc.detail, **bind)
+            self._result(log.warning, result="unavailable", error=exc.detail, **bind)
             return
         except ProviderRejected as exc:
             await self._rejected(provider, claim, exc)
@@ -213,12 +214,17 @@ class Poller:
                 provider, obs.status or claim.status, claim.attempts, self.clock(), self.rng
             ),
         )
-        log.info(
-            "poll.result",
+        self._result(
+            log.info,
             result="changed" if applied.decision.applied else "unchanged",
             status=applied.task["status"],
             **bind,
         )
+
+    def _result(self, emit: Any, *, result: str, provider: str, **fields: Any) -> None:
+        """One `poll.result` line, and the metric counting it."""
+        self.svc.metrics.polls.inc(provider, result)
+        emit("poll.result", result=result, provider=provider, **fields)
 
     async def _rejected(self, provider: Provider, claim: PollClaim, exc: ProviderRejected) -> None:
         bind = {"task_id": claim.task_id, "provider": claim.provider}
@@ -230,7 +236,7 @@ class Poller:
                 claim.task_id,
                 schedule.after_error(provider, claim.attempts, self.clock(), self.rng),
             )
-            log.error("poll.result", result="refused", error=exc.detail, **bind)
+            self._result(log.error, result="refused", error=exc.detail, **bind)
             return
         code, message = lost
         await self.svc.ingest(
@@ -242,4 +248,4 @@ class Poller:
                 detail=message,
             ),
         )
-        log.warning("poll.result", result=code, **bind)
+        self._result(log.warning, result=code, **bind)
