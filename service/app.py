@@ -20,7 +20,7 @@ from service.providers import simulator_key
 from service.security.ssrf import Resolver
 from service.services import SIMULATOR_PREFIX, open_services
 from service.simulator import Simulator
-from service.web import callbacks, dashboard, endpoints, ops, stream, tasks
+from service.web import callbacks, dashboard, endpoints, openapi, ops, stream, tasks
 from service.web.problems import on_http_error, on_jobhook_error, on_unexpected
 from service.web.requests import RequestId, is_loopback
 from service.workers.poller import DEFAULT_POLLER_CONFIG, PollerConfig
@@ -122,6 +122,7 @@ def create_app(
         *stream.routes,
         *callbacks.routes,
         *ops.routes,
+        *openapi.routes,
         *dashboard.routes,
     ]
     if simulator is not None:
