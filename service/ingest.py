@@ -6,6 +6,7 @@ the commit, ingest logs one line and wakes whoever waits on the task.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -22,7 +23,7 @@ class Ingest:
         self.hub = hub
         self.metrics = metrics or Metrics()
         #: called after a commit that scheduled a poll (the poller sleeps until the next one)
-        self.on_schedule: list[Callable[[], None]] = []
+        self.on_schedule: list[Callable[[float], None]] = []
         #: called after a commit that wrote outbox rows (the deliverer sleeps until the next one)
         self.on_deliveries: list[Callable[[], None]] = []
 
@@ -33,10 +34,12 @@ class Ingest:
         applied = await self.store.apply(task_id, obs, schedule=schedule)
         self.metrics.ingest_seconds.observe(time.perf_counter() - started)
         self.metrics.observations.inc(obs.source, applied.decision.outcome)
-        for wake in self.on_schedule if schedule is not None else ():
-            wake()
-        for wake in self.on_deliveries if applied.deliveries else ():
-            wake()
+        if schedule is not None:
+            due = min(schedule.next_poll_at, schedule.idle_next_poll_at or math.inf)
+            for wake_poller in self.on_schedule:
+                wake_poller(due)
+        for wake_deliverer in self.on_deliveries if applied.deliveries else ():
+            wake_deliverer()
         decision, task = applied.decision, applied.task
         fields = {
             "task_id": task_id,

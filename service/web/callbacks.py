@@ -90,9 +90,10 @@ async def _hint(
         _refused(svc, bind["provider"], "foreign_task", task_id=task_id)
         raise Forbidden(f"the callback names provider task {named!r}, not this task's")
     if task["status"] not in TERMINAL:
-        await svc.store.reschedule(task_id, Schedule(next_poll_at=time.time()))
+        now = time.time()
+        await svc.store.reschedule(task_id, Schedule(next_poll_at=now))
         for wake in svc.ingest.on_schedule:
-            wake()
+            wake(now)
     svc.metrics.callbacks.inc(bind["provider"])
     log.info("callback.received", outcomes=["deferred"], hint=True, **bind)
     return JSON({"ok": True, "outcomes": ["deferred"]}, 202)

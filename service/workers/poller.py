@@ -97,11 +97,14 @@ class Poller:
         self._buckets: dict[str, _Bucket] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._sleep_until = 0.0  # the clock time the current sleep ends
         self._stopping = False
 
-    def wake(self) -> None:
-        """Look for due polls now (a task was scheduled sooner than the loop is sleeping)."""
-        self._wake.set()
+    def wake(self, due: float | None = None) -> None:
+        """Look for due polls now, if `due` (a newly scheduled poll) comes before the loop
+        would wake anyway: a callback pushing a poll a minute out costs nothing here."""
+        if due is None or due < self._sleep_until:
+            self._wake.set()
 
     async def run(self) -> None:
         while not self._stopping:
@@ -135,12 +138,14 @@ class Poller:
         await self._sleep(min(max(delay, 0.05), self.config.idle_sleep))
 
     async def _sleep(self, seconds: float) -> None:
+        self._sleep_until = self.clock() + seconds
         waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._wake.wait())}
         if len(self._inflight) >= self.config.concurrency:
             waiters |= set(self._inflight)  # type: ignore[arg-type]
         try:
             await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._sleep_until = 0.0  # awake: any new poll is looked at by the next round
             for w in waiters:
                 if w not in self._inflight:
                     w.cancel()
