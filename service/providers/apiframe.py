@@ -4,15 +4,10 @@ webhooks back to Observations. Plain translation; the caller does the I/O.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -25,6 +20,8 @@ from service.errors import (
     ProviderUnavailable,
     ValidationFailed,
 )
+from service.providers import params as check
+from service.providers import wire
 from service.providers.base import Parent, ProviderRequest, ProviderResponse, Submitted
 
 DEFAULT_BASE_URL: Final = "https://api.apiframe.ai"
@@ -69,8 +66,6 @@ _FIELDS: Final = {
     "direction": "params.direction",
     "parentJobId": "parent_id",
 }
-_DIRECTIONS: Final = frozenset({"up", "down", "left", "right"})
-_ASPECT_RE: Final = re.compile(r"(\d{1,5}):(\d{1,5})")
 _DATA_URL_RE: Final = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,")
 _HEX_SIG_RE: Final = re.compile(r"(?i:sha256=)?([0-9a-fA-F]{64})")
 
@@ -85,9 +80,11 @@ def _signing_key(api_key: str) -> bytes:
     return hashlib.sha256(api_key.encode()).digest()
 
 
-class ApiframeProvider:
+class ApiframeProvider(wire.Adapter):
     """Apiframe v2 (`X-API-Key`, signed webhooks); also the embedded simulator's dialect."""
 
+    name = "apiframe"
+    base_url = DEFAULT_BASE_URL
     actions: frozenset[str] = frozenset(_PARAMS)
     supports_callbacks = True
     signs_callbacks = True
@@ -95,23 +92,15 @@ class ApiframeProvider:
     idempotent_submit = True
 
     def __init__(
-        self, *, api_key: str, base_url: str = DEFAULT_BASE_URL, name: str = "apiframe"
+        self, *, api_key: str, base_url: str | None = None, name: str | None = None
     ) -> None:
-        if not api_key:
-            raise ValueError("ApiframeProvider needs an API key")
-        self.name = name
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        super().__init__(api_key=api_key, base_url=base_url, name=name)
         self._signing_key = _signing_key(api_key)
 
     def validate(
         self, action: str, params: Mapping[str, Any], parent: Parent | None
     ) -> dict[str, Any]:
-        if action not in self.actions:
-            supported = ", ".join(sorted(self.actions))
-            raise ValidationFailed(
-                "action", f"Apiframe does not do {action!r} (it does {supported})"
-            )
+        check.action("Apiframe", action, self.actions)
         if "mask_url" in params:
             raise ValidationFailed(
                 "params.mask_url", "Apiframe takes the mask as base64 in params.mask"
@@ -124,7 +113,9 @@ class ApiframeProvider:
                 raise ValidationFailed("parent_id", "imagine takes no parent")
             cleaned: dict[str, Any] = {"prompt": _prompt(params.get("prompt"), required=True)}
             if params.get("aspect_ratio") is not None:
-                cleaned["aspect_ratio"] = _aspect_ratio(params["aspect_ratio"])
+                cleaned["aspect_ratio"] = check.aspect_ratio(
+                    "params.aspect_ratio", params["aspect_ratio"]
+                )
             return cleaned
 
         cleaned = {}
@@ -132,7 +123,7 @@ class ApiframeProvider:
         if "parent_job_id" in params:
             cleaned["parent_job_id"] = job_id
         if action in ("upscale", "variation"):
-            cleaned["index"] = _index(params.get("index"))
+            cleaned["index"] = check.whole("params.index", params.get("index"), 1, 4)
         elif action == "inpaint":
             if parent is not None and parent.action != "upscale":
                 raise ValidationFailed(
@@ -144,7 +135,7 @@ class ApiframeProvider:
         elif action == "zoom":
             cleaned["zoom_ratio"] = _zoom_ratio(params.get("zoom_ratio"))
         else:
-            cleaned["direction"] = _direction(params.get("direction"))
+            cleaned["direction"] = check.direction("params.direction", params.get("direction"))
         return cleaned
 
     def build_submit(
@@ -186,7 +177,7 @@ class ApiframeProvider:
         )
 
     def parse_submit(self, response: ProviderResponse) -> Submitted:
-        body = _json_object(response.body)
+        body = wire.json_object(response.body)
         if not 200 <= response.status_code < 300:
             raise _error(response, body)
         job_id = body.get("jobId") if body is not None else None
@@ -196,23 +187,14 @@ class ApiframeProvider:
         status = STATUS_MAP.get(raw_status) if isinstance(raw_status, str) else None
         # A 2xx with a jobId is an acceptance whatever else it says; an odd status is noted.
         detail = None if status else f"unknown Apiframe status {raw_status!r} on submit"
-        observation = Observation(
-            status=status or Status.SUBMITTED,
-            source="api",
-            progress=0,
-            provider_task_id=job_id,
-            dedupe_key=f"submit:{job_id}",
-            raw=body,
-            detail=detail,
-        )
-        return Submitted(provider_task_id=job_id, observation=observation)
+        return wire.accepted(job_id, status=status or Status.SUBMITTED, raw=body, detail=detail)
 
     def build_query(self, provider_task_id: str) -> ProviderRequest:
         # Quoted: the id came off the wire and must not steer the request to another path.
         return self._request("GET", f"/v2/jobs/{quote(provider_task_id, safe='')}", None, None)
 
     def parse_query(self, response: ProviderResponse) -> Observation:
-        body = _json_object(response.body)
+        body = wire.json_object(response.body)
         if response.status_code == 404:
             message = _error_text(body) or "Apiframe has no such job (or it expired)"
             raise ProviderRejected(message, http_status=404, provider_code="404")
@@ -224,23 +206,18 @@ class ApiframeProvider:
         return _observation(body, body.get("status"), source="poll", job_id=job_id)
 
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
-        match = _HEX_SIG_RE.fullmatch((_header(headers, "x-webhook-signature") or "").strip())
+        match = _HEX_SIG_RE.fullmatch((wire.header(headers, "x-webhook-signature") or "").strip())
         if match is None:
             return False
         expected = hmac.new(self._signing_key, body, hashlib.sha256).digest()
         return hmac.compare_digest(bytes.fromhex(match.group(1)), expected)
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[Observation]:
-        try:
-            parsed = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise MalformedCallback("Apiframe callback body is not JSON") from exc
-        if not isinstance(parsed, dict):
-            raise MalformedCallback("Apiframe callback body is not a JSON object")
+        parsed = wire.callback_object("Apiframe", body)
         job_id = parsed.get("jobId")
         if not isinstance(job_id, str) or not job_id:
             raise MalformedCallback("Apiframe callback has no jobId")
-        event = parsed.get("event") or parsed.get("type") or _header(headers, "x-webhook-event")
+        event = parsed.get("event") or parsed.get("type") or wire.header(headers, "x-webhook-event")
         raw_status = parsed.get("status")
         if raw_status is None and isinstance(event, str):
             raw_status = _EVENT_STATUS.get(event.strip().lower())
@@ -249,7 +226,7 @@ class ApiframeProvider:
             raw_status,
             source="callback",
             job_id=job_id,
-            dedupe_key="cb:" + hashlib.sha256(body).hexdigest()[:32],
+            dedupe_key=wire.callback_dedupe_key(body),
             event=event if isinstance(event, str) else None,
         )
         return [observation]
@@ -257,10 +234,8 @@ class ApiframeProvider:
     def _request(
         self, method: str, path: str, body: Any, idempotency_key: str | None
     ) -> ProviderRequest:
-        headers = {"X-API-Key": self._api_key, "Accept": "application/json"}
-        if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
-        return ProviderRequest(method=method, path=path, json=body, headers=headers)
+        auth = {"X-API-Key": self._api_key}
+        return wire.request(method, path, body, auth=auth, idempotency_key=idempotency_key)
 
 
 def _observation(
@@ -293,7 +268,7 @@ def _observation(
     return Observation(
         status=status,
         source=source,
-        progress=_progress(body.get("progress")),
+        progress=wire.progress(body.get("progress")),
         result=_result(body),
         error=error,
         provider_task_id=job_id,
@@ -326,27 +301,12 @@ def _result(body: Mapping[str, Any]) -> Result | None:
     return result
 
 
-def _progress(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = int(float(value))
-    except (ValueError, OverflowError):
-        return None
-    return max(0, min(100, number))
-
-
 def _error(response: ProviderResponse, body: dict[str, Any] | None) -> JobhookError:
     """Apiframe's `{"error": ...}` answers as jobhook errors: 4xx refused, 429/5xx/garbage later."""
     status = response.status_code
-    retry_after = _retry_after(_header(response.headers, "retry-after"))
     text = _error_text(body) or f"Apiframe answered HTTP {status}"
-    if status == 429:
-        return ProviderUnavailable(f"Apiframe rate limit: {text}", retry_after=retry_after)
-    if body is None or status >= 500 or not 400 <= status < 500:
-        return ProviderUnavailable(
-            f"Apiframe answered HTTP {status}: {text}", retry_after=retry_after
-        )
+    if status == 429 or body is None or not 400 <= status < 500:
+        return wire.unavailable("Apiframe", status, text, response.headers)
     field = None
     details = body.get("details")
     if isinstance(details, Mapping) and details:
@@ -370,77 +330,14 @@ def _error_text(body: Mapping[str, Any] | None) -> str | None:
     return text if isinstance(text, str) and text else None
 
 
-def _json_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    # A plain dict keeps the sender's casing; Starlette and httpx headers are lower-cased.
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def _prompt(value: Any, *, required: bool) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise ValidationFailed("params.prompt", "is required and must be a string")
-    text = value.strip()
-    if required and not text:
-        raise ValidationFailed("params.prompt", "must not be empty")
-    if len(text) > PROMPT_MAX_CHARS:
-        raise ValidationFailed("params.prompt", f"must be at most {PROMPT_MAX_CHARS} characters")
-    return text or None
-
-
-def _aspect_ratio(value: Any) -> str:
-    match = _ASPECT_RE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if match is None or int(match.group(1)) == 0 or int(match.group(2)) == 0:
-        raise ValidationFailed("params.aspect_ratio", "must be W:H with positive whole numbers")
-    return f"{int(match.group(1))}:{int(match.group(2))}"
+    return check.prompt(value, required=required, max_chars=PROMPT_MAX_CHARS)
 
 
 def _parent_job_id(action: str, params: Mapping[str, Any], parent: Parent | None) -> str:
-    given = params.get("parent_job_id")
-    if given is not None and (not isinstance(given, str) or not given.strip()):
-        raise ValidationFailed("params.parent_job_id", "must be Apiframe's job id, a string")
-    if parent is not None:
-        if given is not None and given.strip() != parent.provider_task_id:
-            raise ValidationFailed("params.parent_job_id", "names another job than parent_id")
-        return parent.provider_task_id
-    if given is None:
-        raise ValidationFailed(
-            "parent_id", f"{action} needs parent_id, or params.parent_job_id for an Apiframe job"
-        )
-    return str(given).strip()
-
-
-def _index(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
-        raise ValidationFailed("params.index", "must be a whole number from 1 to 4")
-    return value
+    return check.parent_job_id(
+        action, params, parent, key="parent_job_id", provider="Apiframe", job="an Apiframe job"
+    )
 
 
 def _mask(value: Any) -> str:
@@ -450,13 +347,7 @@ def _mask(value: Any) -> str:
     payload = _DATA_URL_RE.sub("", text, count=1) if text.startswith("data:") else text
     if payload.startswith("data:"):
         raise ValidationFailed("params.mask", "only a data:image/...;base64, prefix is allowed")
-    # Refuse an oversized mask before decoding it: 4 base64 characters carry 3 bytes.
-    if len(payload) // 4 * 3 > MASK_MAX_BYTES + 2:
-        raise ValidationFailed("params.mask", "must decode to at most 8 MiB")
-    try:
-        decoded = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValidationFailed("params.mask", "is not valid base64") from exc
+    decoded = check.base64_payload("params.mask", payload, max_bytes=MASK_MAX_BYTES)
     if not decoded or len(decoded) > MASK_MAX_BYTES:
         raise ValidationFailed("params.mask", "must decode to 1 byte .. 8 MiB")
     return text
@@ -466,10 +357,3 @@ def _zoom_ratio(value: Any) -> float | int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value not in (1.5, 2):
         raise ValidationFailed("params.zoom_ratio", "must be 1.5 or 2")
     return 2 if value == 2 else 1.5
-
-
-def _direction(value: Any) -> str:
-    direction = value.strip().lower() if isinstance(value, str) else None
-    if direction not in _DIRECTIONS:
-        raise ValidationFailed("params.direction", "must be up, down, left or right")
-    return direction

@@ -4,10 +4,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -20,6 +17,8 @@ from service.errors import (
     ProviderUnavailable,
     ValidationFailed,
 )
+from service.providers import params as check
+from service.providers import wire
 from service.providers.apimart_params import (
     FIELDS,
     PNG_DATA_PREFIX,
@@ -63,9 +62,11 @@ def endpoint(action: str) -> str:
     return "/v1/midjourney/generations/" + action.replace("_", "-")
 
 
-class ApimartProvider:
+class ApimartProvider(wire.Adapter):
     """APIMart's Midjourney API (`Authorization: Bearer`); poll-only, with a two-step inpaint."""
 
+    name = "apimart"
+    base_url = DEFAULT_BASE_URL
     actions: frozenset[str] = frozenset(FIELDS)
     supports_callbacks = False
     signs_callbacks = False
@@ -74,25 +75,14 @@ class ApimartProvider:
     forbidden_means_lost = True
     idempotent_submit = False
 
-    def __init__(
-        self, *, api_key: str, base_url: str = DEFAULT_BASE_URL, name: str = "apimart"
-    ) -> None:
-        if not api_key:
-            raise ValueError("ApimartProvider needs an API key")
-        self.name = name
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
-
     def validate(
         self, action: str, params: Mapping[str, Any], parent: Parent | None
     ) -> dict[str, Any]:
-        if action not in self.actions:
-            supported = ", ".join(sorted(self.actions))
-            if action == "modal":
-                message = "the modal call finishes a MODAL task: POST /v1/tasks/{id}/modal"
-            else:
-                message = f"APIMart does not do {action!r} (it does {supported})"
-            raise ValidationFailed("action", message)
+        if action == "modal":
+            raise ValidationFailed(
+                "action", "the modal call finishes a MODAL task: POST /v1/tasks/{id}/modal"
+            )
+        check.action("APIMart", action, self.actions)
         return validate_params(action, params, parent)
 
     def build_submit(
@@ -117,7 +107,7 @@ class ApimartProvider:
         return self._request("POST", endpoint(action), body)
 
     def parse_submit(self, response: ProviderResponse) -> Submitted:
-        body = _json_object(response.body)
+        body = wire.json_object(response.body)
         if not _accepted(response, body):
             raise _error(response, body)
         assert body is not None
@@ -136,16 +126,7 @@ class ApimartProvider:
             if raw_status not in ("submitted", "SUBMITTED", "NOT_START", "pending", None):
                 # An acceptance is an acceptance; polling tells what the odd status meant.
                 detail = f"unexpected APIMart status {raw_status!r} on submit"
-        observation = Observation(
-            status=status,
-            source="api",
-            progress=progress,
-            provider_task_id=task_id,
-            dedupe_key=f"submit:{task_id}",
-            raw=body,
-            detail=detail,
-        )
-        return Submitted(provider_task_id=task_id, observation=observation)
+        return wire.accepted(task_id, status=status, raw=body, detail=detail, progress=progress)
 
     def build_query(self, provider_task_id: str) -> ProviderRequest:
         # The midjourney shape carries buttons, the grid and fail_reason; /v1/tasks does not.
@@ -153,7 +134,7 @@ class ApimartProvider:
         return self._request("GET", f"/v1/midjourney/{quote(provider_task_id, safe='')}", None)
 
     def parse_query(self, response: ProviderResponse) -> Observation:
-        body = _json_object(response.body)
+        body = wire.json_object(response.body)
         code = _code(body)
         text = _error_text(body)
         if response.status_code == 403 or code == 403:
@@ -189,7 +170,8 @@ class ApimartProvider:
         return validate_modal_params(params)
 
     def build_modal(self, provider_task_id: str, params: Mapping[str, Any]) -> ProviderRequest:
-        cleaned = validate_modal_params(params)
+        # The params come validated (validate_modal): here they are only spelled APIMart's way.
+        cleaned = dict(params)
         if "mask" in cleaned:
             # APIMart takes a base64 mask in mask_url as a data: URL.
             cleaned["mask_url"] = PNG_DATA_PREFIX + cleaned.pop("mask")
@@ -198,7 +180,7 @@ class ApimartProvider:
         return self._request("POST", endpoint("modal"), ordered)
 
     def parse_modal(self, response: ProviderResponse) -> Observation:
-        body = _json_object(response.body)
+        body = wire.json_object(response.body)
         if not _accepted(response, body):
             raise _error(response, body)
         assert body is not None
@@ -215,8 +197,7 @@ class ApimartProvider:
         )
 
     def _request(self, method: str, path: str, body: Any) -> ProviderRequest:
-        headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
-        return ProviderRequest(method=method, path=path, json=body, headers=headers)
+        return wire.request(method, path, body, auth={"Authorization": f"Bearer {self._api_key}"})
 
 
 def _observation(task: Mapping[str, Any], task_id: str, *, raw: Any) -> Observation:
@@ -225,7 +206,7 @@ def _observation(task: Mapping[str, Any], task_id: str, *, raw: Any) -> Observat
     status = STATUS_MAP.get(raw_status) if isinstance(raw_status, str) else None
     error = None
     if status is Status.FAILURE:
-        message = _text(task.get("fail_reason")) or _error_text(task)
+        message = wire.text(task.get("fail_reason")) or _error_text(task)
         nested = task.get("error")
         code = nested.get("code") if isinstance(nested, Mapping) else None
         error = task_error(
@@ -239,10 +220,10 @@ def _observation(task: Mapping[str, Any], task_id: str, *, raw: Any) -> Observat
     action = task.get("action")
     if isinstance(action, str):
         extra["action"] = action
-    description = _text(task.get("description"))
+    description = wire.text(task.get("description"))
     if description or action == "DESCRIBE":
         # describe answers in text (`description`, or `prompt` on older tasks).
-        extra["description"] = description or _text(task.get("prompt"))
+        extra["description"] = description or wire.text(task.get("prompt"))
     result, expires_at = _result(task)
     if expires_at is not None:
         extra["expires_at"] = expires_at
@@ -271,10 +252,10 @@ def _result(task: Mapping[str, Any]) -> tuple[Result | None, int | None]:
         inner.get("video_urls"),
         inner.get("video_url"),
     )
-    grid = _text(task.get("grid_image_url")) or _text(inner.get("grid_image_url"))
+    grid = wire.text(task.get("grid_image_url")) or wire.text(inner.get("grid_image_url"))
     actions = []
     for button in _list(task.get("buttons")):
-        if isinstance(button, Mapping) and _text(button.get("customId")):
+        if isinstance(button, Mapping) and wire.text(button.get("customId")):
             actions.append({"label": button.get("label"), "custom_id": button["customId"]})
     expiries = [
         item.get("expires_at")
@@ -317,15 +298,7 @@ def _list(value: Any) -> list[Any]:
 
 def _progress(value: Any) -> int | None:
     """`"42%"` (midjourney shape) or 42 (unified shape), clamped to 0..100."""
-    if isinstance(value, str):
-        value = value.strip().removesuffix("%")
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = int(float(value))
-    except (ValueError, OverflowError):
-        return None
-    return max(0, min(100, number))
+    return wire.progress(value.strip().removesuffix("%") if isinstance(value, str) else value)
 
 
 def _accepted(response: ProviderResponse, body: Mapping[str, Any] | None) -> bool:
@@ -352,15 +325,13 @@ def _error(response: ProviderResponse, body: Mapping[str, Any] | None) -> Jobhoo
     """APIMart refusals as jobhook errors: `code` 4 invalid, 3 unknown; 429, 5xx, garbage later."""
     status = response.status_code
     code = _code(body)
-    retry_after = _retry_after(_header(response.headers, "retry-after"))
     text = _error_text(body) or f"APIMart answered HTTP {status}"
     provider_code = str(code) if code is not None else None
     if status == 429 or code == 429:
-        return ProviderUnavailable(f"APIMart rate limit: {text}", retry_after=retry_after)
+        # A 429 in the body's `code` is the same rate limit as one in the HTTP status.
+        return wire.unavailable("APIMart", 429, text, response.headers)
     if body is None or status >= 500 or (code is not None and code >= 500):
-        return ProviderUnavailable(
-            f"APIMart answered HTTP {status}: {text}", retry_after=retry_after
-        )
+        return wire.unavailable("APIMart", status, text, response.headers)
     is_4xx = 400 <= status < 500
     if code == CODE_VALIDATION:
         return ProviderRejected(text, http_status=status if is_4xx else 400, provider_code="4")
@@ -391,42 +362,6 @@ def _error_text(body: Mapping[str, Any] | None) -> str | None:
         value = body.get(key)
         if isinstance(value, Mapping):
             value = value.get("message") or value.get("msg")
-        if text := _text(value):
+        if text := wire.text(value):
             return text
     return None
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
-def _json_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    # A plain dict keeps the sender's casing; Starlette and httpx headers are lower-cased.
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

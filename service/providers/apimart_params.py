@@ -4,15 +4,13 @@ the field sets per action, the parent rules, and the modal call's mask.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from service.errors import ValidationFailed
+from service.providers import params as check
 from service.providers.base import Parent
 
 #: Masks (and images) APIMart takes are at most 12 MiB each.
@@ -20,12 +18,10 @@ MASK_MAX_BYTES: Final = 12 * 1024 * 1024
 PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 PNG_DATA_PREFIX: Final = "data:image/png;base64,"
 SPEEDS: Final = frozenset({"relax", "fast", "turbo"})
-DIRECTIONS: Final = frozenset({"up", "down", "left", "right"})
 QUALITIES: Final = ("0.25", "0.5", "1", "2")
 DIMENSIONS: Final = frozenset({"SQUARE", "PORTRAIT", "LANDSCAPE"})
 #: Midjourney's seed range.
 SEED_MAX: Final = 4_294_967_295
-_ASPECT_RE: Final = re.compile(r"(\d{1,5}):(\d{1,5})")
 _VIDEO_TYPE_RE: Final = re.compile(r"vid_\d+\.\d+_i2v_(480|720)")
 
 Check = Callable[[str, Any], Any]
@@ -61,16 +57,14 @@ def _speed(field: str, value: Any) -> str:
 
 
 def _whole(low: int, high: int) -> Check:
-    def check(field: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValidationFailed(_name(field), f"must be a whole number from {low} to {high}")
-        return value
+    def whole(field: str, value: Any) -> int:
+        return check.whole(_name(field), value, low, high)
 
-    return check
+    return whole
 
 
 def _number(low: float, high: float, *, above_low: bool = False) -> Check:
-    def check(field: str, value: Any) -> float:
+    def bounded(field: str, value: Any) -> float:
         number = (
             float(value)
             if isinstance(value, int | float) and not isinstance(value, bool)
@@ -82,14 +76,11 @@ def _number(low: float, high: float, *, above_low: bool = False) -> Check:
             raise ValidationFailed(_name(field), f"must be a number {bound} {low:g} to {high:g}")
         return number
 
-    return check
+    return bounded
 
 
 def _aspect_ratio(field: str, value: Any) -> str:
-    match = _ASPECT_RE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if match is None or int(match.group(1)) == 0 or int(match.group(2)) == 0:
-        raise ValidationFailed(_name(field), "must be W:H with positive whole numbers, e.g. 16:9")
-    return f"{int(match.group(1))}:{int(match.group(2))}"
+    return check.aspect_ratio(_name(field), value, example=", e.g. 16:9")
 
 
 def _quality(field: str, value: Any) -> str:
@@ -117,10 +108,7 @@ def _refs(field: str, value: Any) -> str | list[str]:
 
 
 def _direction(field: str, value: Any) -> str:
-    direction = value.strip().lower() if isinstance(value, str) else None
-    if direction not in DIRECTIONS:
-        raise ValidationFailed(_name(field), "must be up, down, left or right")
-    return direction
+    return check.direction(_name(field), value)
 
 
 def _video_type(field: str, value: Any) -> str:
@@ -149,16 +137,8 @@ def _dimensions(field: str, value: Any) -> str:
     return dimensions
 
 
-def check_url(field: str, value: Any) -> str:
-    """An absolute http(s) URL; `field` is the full field name."""
-    parts = urlsplit(value.strip()) if isinstance(value, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationFailed(field, "must be an absolute http(s) URL")
-    return str(value).strip()
-
-
 def _url(field: str, value: Any) -> str:
-    return check_url(_name(field), value)
+    return check.http_url(_name(field), value)
 
 
 def _urls(low: int, high: int | None) -> Check:
@@ -168,12 +148,12 @@ def _urls(low: int, high: int | None) -> Check:
         count = f"exactly {low} " if low == high else f"{low} to {high} "
     message = f"must be a list of {count}http(s) URLs"
 
-    def check(field: str, value: Any) -> list[str]:
+    def urls(field: str, value: Any) -> list[str]:
         if not isinstance(value, list) or len(value) < low or (high and len(value) > high):
             raise ValidationFailed(_name(field), message)
-        return [check_url(f"{_name(field)}[{n}]", url) for n, url in enumerate(value)]
+        return [check.http_url(f"{_name(field)}[{n}]", url) for n, url in enumerate(value)]
 
-    return check
+    return urls
 
 
 _common: dict[str, Check] = {"speed": _speed, "metadata": _object}
@@ -331,7 +311,7 @@ def validate_modal_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def _mask_url(value: Any) -> str:
     if isinstance(value, str) and value.strip().startswith("data:"):
         return PNG_DATA_PREFIX + png_base64("params.mask_url", value)
-    return check_url("params.mask_url", value)
+    return check.http_url("params.mask_url", value)
 
 
 def png_base64(field: str, value: Any) -> str:
@@ -343,13 +323,7 @@ def png_base64(field: str, value: Any) -> str:
         if not text.startswith(PNG_DATA_PREFIX):
             raise ValidationFailed(field, "must be a PNG: only data:image/png;base64, is allowed")
         text = text[len(PNG_DATA_PREFIX) :]
-    # Refuse an oversized mask before decoding it: 4 base64 characters carry 3 bytes.
-    if len(text) // 4 * 3 > MASK_MAX_BYTES + 2:
-        raise ValidationFailed(field, "must decode to at most 12 MiB")
-    try:
-        decoded = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValidationFailed(field, "is not valid base64") from exc
+    decoded = check.base64_payload(field, text, max_bytes=MASK_MAX_BYTES)
     if len(decoded) > MASK_MAX_BYTES:
         raise ValidationFailed(field, "must decode to at most 12 MiB")
     if not decoded.startswith(PNG_SIGNATURE):

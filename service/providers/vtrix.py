@@ -17,12 +17,8 @@ adapter is defensive about each one instead of guessing:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -34,7 +30,7 @@ from service.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from service.providers import vtrix_params
+from service.providers import vtrix_params, wire
 from service.providers.base import Parent, ProviderRequest, ProviderResponse, Submitted
 
 DEFAULT_BASE_URL: Final = "https://cloud.vtrix.ai"
@@ -73,23 +69,16 @@ _SUCCESS_CODES: Final = frozenset({"0", "200", "success", "ok"})
 _ID_KEYS: Final = ("id", "task_id", "taskId")
 
 
-class VtrixProvider:
+class VtrixProvider(wire.Adapter):
     """Vtrix (`Authorization: Bearer`, unsigned callback hints confirmed by fetching)."""
 
+    name = "vtrix"
+    base_url = DEFAULT_BASE_URL
     actions: frozenset[str] = frozenset(vtrix_params.MODELS)
     supports_callbacks = True
     signs_callbacks = False
     poll_interval = 5.0
     idempotent_submit = False
-
-    def __init__(
-        self, *, api_key: str, base_url: str = DEFAULT_BASE_URL, name: str = "vtrix"
-    ) -> None:
-        if not api_key:
-            raise ValueError("VtrixProvider needs an API key")
-        self.name = name
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
 
     def validate(
         self, action: str, params: Mapping[str, Any], parent: Parent | None
@@ -123,7 +112,7 @@ class VtrixProvider:
         return self._request("POST", GENERATION_PATH, body)
 
     def parse_submit(self, response: ProviderResponse) -> Submitted:
-        body = _json_object(response.body)
+        body = wire.json_object(response.body)
         if not 200 <= response.status_code < 300:
             raise _error(response, body)
         task = _unwrap(body)
@@ -140,16 +129,7 @@ class VtrixProvider:
             if raw_status is not None:
                 detail = f"Vtrix answered status {raw_status!r} on submit"
             status = Status.SUBMITTED
-        observation = Observation(
-            status=status,
-            source="api",
-            progress=0,
-            provider_task_id=task_id,
-            dedupe_key=f"submit:{task_id}",
-            raw=body,
-            detail=detail,
-        )
-        return Submitted(provider_task_id=task_id, observation=observation)
+        return wire.accepted(task_id, status=status, raw=body, detail=detail)
 
     def build_query(self, provider_task_id: str) -> ProviderRequest:
         # Quoted: the id came off the wire and must not steer the request to another path.
@@ -158,7 +138,7 @@ class VtrixProvider:
         )
 
     def parse_query(self, response: ProviderResponse) -> Observation:
-        body = _json_object(response.body)
+        body = wire.json_object(response.body)
         if response.status_code == 401:
             # Our key, not the task: keep the task alive (the poller backs off) until it is fixed.
             raise ProviderUnavailable("Vtrix rejected the API key")
@@ -179,26 +159,20 @@ class VtrixProvider:
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[Observation]:
         if not body.strip():
             raise MalformedCallback("Vtrix callback body is empty")
-        try:
-            parsed = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise MalformedCallback("Vtrix callback body is not JSON") from exc
-        if not isinstance(parsed, dict):
-            raise MalformedCallback("Vtrix callback body is not a JSON object")
+        parsed = wire.callback_object("Vtrix", body)
         task = _unwrap(parsed) or parsed
         observation = Observation(
             status=_status(task.get("status")),
             source="callback",
             provider_task_id=_task_id(task) or _task_id(parsed),
-            dedupe_key="cb:" + hashlib.sha256(body).hexdigest()[:32],
+            dedupe_key=wire.callback_dedupe_key(body),
             raw=parsed,
             detail=CALLBACK_HINT,
         )
         return [observation]
 
     def _request(self, method: str, path: str, body: Any) -> ProviderRequest:
-        headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
-        return ProviderRequest(method=method, path=path, json=body, headers=headers)
+        return wire.request(method, path, body, auth={"Authorization": f"Bearer {self._api_key}"})
 
 
 def normalize_code(value: Any) -> str | None:
@@ -280,9 +254,9 @@ def _failure(error: Any) -> TaskError:
     code, text = None, None
     if isinstance(error, Mapping):
         code = normalize_code(error.get("code"))
-        text = _text(error.get("error_message")) or _text(error.get("message"))
+        text = wire.text(error.get("error_message")) or wire.text(error.get("message"))
     else:
-        text = _text(error)
+        text = wire.text(error)
     message = _message(CODE_MESSAGES.get(code or ""), text) or "Vtrix reported the task failed"
     return task_error("provider_failed", message, provider_code=code)
 
@@ -299,13 +273,8 @@ def _error(
         # An error in a 2xx body: an HTTP-like code says which; a 004006xxx one is a refusal.
         http_like = int(code) if code and code.isdigit() and 400 <= int(code) < 600 else None
         status = http_like or 400
-    retry_after = _retry_after(_header(response.headers, "retry-after"))
-    if status == 429:
-        return ProviderUnavailable(f"Vtrix rate limit: {message}", retry_after=retry_after)
-    if status >= 500 or code == UNAVAILABLE_CODE or not 400 <= status < 500:
-        return ProviderUnavailable(
-            f"Vtrix answered HTTP {status}: {message}", retry_after=retry_after
-        )
+    if status == 429 or code == UNAVAILABLE_CODE or not 400 <= status < 500:
+        return wire.unavailable("Vtrix", status, message, response.headers)
     provider_code = code or str(status)
     if status == 401:
         return ProviderRejected(
@@ -335,10 +304,12 @@ def _error_fields(body: Mapping[str, Any] | None) -> tuple[str | None, str | Non
         return None, None
     error = body.get("error")
     if isinstance(error, Mapping):
-        text = _text(error.get("error_message")) or _text(error.get("message"))
+        text = wire.text(error.get("error_message")) or wire.text(error.get("message"))
         return normalize_code(error.get("code")), text
-    text = _text(error) or _text(body.get("message")) or _text(body.get("error_message"))
-    return normalize_code(body.get("code")), text or _text(body.get("msg"))
+    text = (
+        wire.text(error) or wire.text(body.get("message")) or wire.text(body.get("error_message"))
+    )
+    return normalize_code(body.get("code")), text or wire.text(body.get("msg"))
 
 
 def _is_error(body: Mapping[str, Any]) -> bool:
@@ -372,39 +343,3 @@ def _task_id(task: Mapping[str, Any] | None) -> str | None:
         if isinstance(value, int) or (isinstance(value, str) and value.strip()):
             return str(value).strip()
     return None
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _json_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    # A plain dict keeps the sender's casing; Starlette and httpx headers are lower-cased.
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

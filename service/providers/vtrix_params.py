@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from service.errors import ValidationFailed
+from service.providers import params as check
 from service.providers.base import Parent
 
 #: jobhook action -> Vtrix model.
@@ -46,9 +46,7 @@ def validate(action: str, params: Mapping[str, Any], parent: Parent | None) -> d
 
     Idempotent: cleaned params validate again to themselves (build_submit re-checks them).
     """
-    if action not in MODELS:
-        supported = ", ".join(sorted(MODELS))
-        raise ValidationFailed("action", f"Vtrix does not do {action!r} (it does {supported})")
+    check.action("Vtrix", action, MODELS)
     if "mask" in params:
         raise ValidationFailed("params.mask", "Vtrix takes mask_url or mask_areas")
     for name in params:
@@ -58,8 +56,12 @@ def validate(action: str, params: Mapping[str, Any], parent: Parent | None) -> d
     job_id = parent_job_id(action, params, parent)
     if "job_id" in params:
         cleaned["job_id"] = job_id
-    cleaned["index"] = _index(params.get("index"))
-    prompt = _prompt(params.get("prompt"), required=action in _PROMPT_REQUIRED)
+    cleaned["index"] = check.whole(
+        "params.index", params.get("index"), 1, 4, wording="is required:"
+    )
+    prompt = check.prompt(
+        params.get("prompt"), required=action in _PROMPT_REQUIRED, max_chars=PROMPT_MAX_CHARS
+    )
     if prompt is not None:
         cleaned["prompt"] = prompt
     mask_url, areas = params.get("mask_url"), params.get("mask_areas")
@@ -77,45 +79,17 @@ def validate(action: str, params: Mapping[str, Any], parent: Parent | None) -> d
 def parent_job_id(action: str, params: Mapping[str, Any], parent: Parent | None) -> str:
     """Vtrix's `jobId`: the jobhook parent's provider task id, or `params.job_id` for a
     Midjourney job made outside jobhook."""
-    given = params.get("job_id")
-    if given is not None and (not isinstance(given, str) or not given.strip()):
-        raise ValidationFailed("params.job_id", "must be Vtrix's job id, a string")
-    if parent is not None:
-        if given is not None and given.strip() != parent.provider_task_id:
-            raise ValidationFailed("params.job_id", "names another job than parent_id")
-        return parent.provider_task_id
-    if given is None:
-        raise ValidationFailed(
-            "parent_id", f"{action} needs parent_id, or params.job_id for a Vtrix Midjourney job"
-        )
-    return str(given).strip()
-
-
-def _index(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
-        raise ValidationFailed("params.index", "is required: a whole number from 1 to 4")
-    return value
-
-
-def _prompt(value: Any, *, required: bool) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise ValidationFailed("params.prompt", "is required and must be a string")
-    text = value.strip()
-    if required and not text:
-        raise ValidationFailed("params.prompt", "must not be empty")
-    if len(text) > PROMPT_MAX_CHARS:
-        raise ValidationFailed("params.prompt", f"must be at most {PROMPT_MAX_CHARS} characters")
-    return text or None
+    return check.parent_job_id(
+        action, params, parent, key="job_id", provider="Vtrix", job="a Vtrix Midjourney job"
+    )
 
 
 def _mask_url(value: Any) -> str:
-    text = value.strip() if isinstance(value, str) else ""
-    parts = urlsplit(text) if text and not any(c.isspace() for c in text) else None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValidationFailed("params.mask_url", "must be an http(s) URL")
-    return text
+    message = "must be an http(s) URL"
+    # Stricter than the shared check: a URL with a blank inside is refused, not passed on.
+    if isinstance(value, str) and any(c.isspace() for c in value.strip()):
+        raise ValidationFailed("params.mask_url", message)
+    return check.http_url("params.mask_url", value, message=message)
 
 
 def _mask_areas(value: Any) -> list[dict[str, Any]]:
@@ -133,12 +107,7 @@ def _area(n: int, area: Any) -> dict[str, Any]:
             raise ValidationFailed(f"{field}.{key}", "not a field of a mask area")
     sides: dict[str, int] = {}
     for side in ("width", "height"):
-        size = area.get(side)
-        if isinstance(size, bool) or not isinstance(size, int) or not AREA_MIN <= size <= AREA_MAX:
-            raise ValidationFailed(
-                f"{field}.{side}", f"must be a whole number from {AREA_MIN} to {AREA_MAX}"
-            )
-        sides[side] = size
+        sides[side] = check.whole(f"{field}.{side}", area.get(side), AREA_MIN, AREA_MAX)
     points = area.get("points")
     if (
         not isinstance(points, list)

@@ -1,0 +1,105 @@
+"""Parameter checks more than one provider adapter makes. Each takes the full field name and
+raises `ValidationFailed` with it; the cleaned value is returned.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from service.errors import ValidationFailed
+from service.providers.base import Parent
+
+DIRECTIONS: Final = frozenset({"up", "down", "left", "right"})
+_ASPECT_RE: Final = re.compile(r"(\d{1,5}):(\d{1,5})")
+_MIB: Final = 1024 * 1024
+
+
+def action(provider: str, action: str, actions: Iterable[str]) -> None:
+    """Refuses an action the provider does not do, naming the ones it does."""
+    if action not in actions:
+        supported = ", ".join(sorted(actions))
+        raise ValidationFailed("action", f"{provider} does not do {action!r} (it does {supported})")
+
+
+def prompt(value: Any, *, required: bool, max_chars: int) -> str | None:
+    """The stripped prompt; None when optional and absent or blank."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ValidationFailed("params.prompt", "is required and must be a string")
+    text = value.strip()
+    if required and not text:
+        raise ValidationFailed("params.prompt", "must not be empty")
+    if len(text) > max_chars:
+        raise ValidationFailed("params.prompt", f"must be at most {max_chars} characters")
+    return text or None
+
+
+def whole(field: str, value: Any, low: int, high: int, *, wording: str = "must be") -> int:
+    """An int (not a bool) in low..high; `wording` opens the message ("is required:" too)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationFailed(field, f"{wording} a whole number from {low} to {high}")
+    return value
+
+
+def direction(field: str, value: Any) -> str:
+    chosen = value.strip().lower() if isinstance(value, str) else None
+    if chosen not in DIRECTIONS:
+        raise ValidationFailed(field, "must be up, down, left or right")
+    return chosen
+
+
+def aspect_ratio(field: str, value: Any, *, example: str = "") -> str:
+    """`W:H` with positive whole numbers, without leading zeros; `example` ends the message."""
+    match = _ASPECT_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) == 0 or int(match.group(2)) == 0:
+        raise ValidationFailed(field, f"must be W:H with positive whole numbers{example}")
+    return f"{int(match.group(1))}:{int(match.group(2))}"
+
+
+def http_url(field: str, value: Any, *, message: str = "must be an absolute http(s) URL") -> str:
+    """An absolute http(s) URL, stripped."""
+    text = value.strip() if isinstance(value, str) else ""
+    parts = urlsplit(text) if text else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed(field, message)
+    return text
+
+
+def base64_payload(field: str, payload: str, *, max_bytes: int) -> bytes:
+    """The decoded bytes of a bare base64 payload, refused beyond `max_bytes` (whole MiB)."""
+    # Refuse an oversized payload before decoding it: 4 base64 characters carry 3 bytes.
+    if len(payload) // 4 * 3 > max_bytes + 2:
+        raise ValidationFailed(field, f"must decode to at most {max_bytes // _MIB} MiB")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationFailed(field, "is not valid base64") from exc
+
+
+def parent_job_id(
+    action: str,
+    params: Mapping[str, Any],
+    parent: Parent | None,
+    *,
+    key: str,
+    provider: str,
+    job: str,
+) -> str:
+    """The provider's job id of a follow-up's parent: jobhook's parent, or `params.<key>` for a
+    job made outside jobhook (`job` names such a job in the message, e.g. "an Apiframe job")."""
+    given = params.get(key)
+    if given is not None and (not isinstance(given, str) or not given.strip()):
+        raise ValidationFailed(f"params.{key}", f"must be {provider}'s job id, a string")
+    if parent is not None:
+        if given is not None and given.strip() != parent.provider_task_id:
+            raise ValidationFailed(f"params.{key}", "names another job than parent_id")
+        return parent.provider_task_id
+    if given is None:
+        raise ValidationFailed("parent_id", f"{action} needs parent_id, or params.{key} for {job}")
+    return str(given).strip()
