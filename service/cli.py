@@ -1,4 +1,5 @@
-"""The `jobhook` command: serve, simulator, migrate, bench."""
+"""The `jobhook` command: serve, worker, simulator, migrate, bench; the API client commands
+(submit, status, tasks, modal), tail and demo are registered from their own modules."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import argparse
 import asyncio
 import ipaddress
 import sys
+import textwrap
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from service.config import ConfigError, Settings
 from service.logging import configure_logging
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = 2) -> int:
     print(f"jobhook: {message}", file=sys.stderr)
-    return 2
+    return code
 
 
 def _loopback(host: str) -> bool:
@@ -103,12 +106,47 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     return bench_main(seconds=args.seconds, connections=args.connections, tasks=args.tasks)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps each line of prose to the terminal; keeps indented lines (examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines: list[str] = []
+        for line in text.splitlines():
+            if line[:1].isspace() or not line:
+                lines.append(indent + line)
+            else:
+                lines.extend(
+                    textwrap.wrap(line, width, initial_indent=indent, subsequent_indent=indent)
+                )
+        return "\n".join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (and exit code 2), pointing at the command's --help; help
+    text wrapped by HelpFormatter (subcommands are made by this class too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"jobhook: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from service import cli_api, demo, tail
+
+    parser = _Parser(
         prog="jobhook",
         description="A durable, signed bridge between backends and image-generation APIs.",
+        epilog="Run `jobhook COMMAND --help` for a command's options and examples.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    client = _Parser(add_help=False)
+    client.add_argument(
+        "--url",
+        help=f"jobhook's base URL (default: JOBHOOK_URL, else {cli_api.DEFAULT_URL})",
+    )
 
     serve = sub.add_parser("serve", help="run the HTTP API (with the embedded simulator)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -138,11 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--connections", type=int, default=64, help="open connections (64)")
     bench.add_argument("--tasks", type=int, default=100, help="tasks called back (100)")
     bench.set_defaults(run=_bench)
+
+    cli_api.add_parsers(sub, client)
+    tail.add_parser(sub)
+    demo.add_parser(sub, client)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "client", False):  # talks to a running jobhook: no server settings
+        from service.cli_api import ApiError
+
+        try:
+            code: int = args.run(args)
+        except ApiError as exc:
+            return _fail(str(exc), exc.code)
+        except KeyboardInterrupt:
+            return 130
+        return code
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
