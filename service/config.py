@@ -60,6 +60,8 @@ class Settings:
     var_dir: Path = Path("var")
     log_level: str = "info"
     log_format: str = "auto"
+    #: also append every log line as JSON to this file (`jobhook tail` follows it)
+    log_file: str | None = None
     #: run the built-in provider simulator inside jobhook (provider `simulator`)
     simulator: bool = True
     #: seconds per step of the embedded simulator's clock
@@ -273,6 +275,7 @@ def _parse(values: Mapping[str, str]) -> Settings:
         var_dir=Path(get("JOBHOOK_VAR_DIR", "") or "var"),
         log_level=log_level,
         log_format=log_format,
+        log_file=get("JOBHOOK_LOG_FILE", "").strip() or None,
         simulator=simulator,
         simulator_step=_number(values, "JOBHOOK_SIMULATOR_STEP", 1.0, minimum=0.001),
     )

@@ -9,6 +9,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import IO, Any, TextIO, cast
 
 import orjson
@@ -53,8 +54,10 @@ def configure_logging(
     fmt: str = "auto",
     stream: IO[Any] | None = None,
     cache: bool = True,
+    file: str | None = None,
 ) -> None:
-    """Configure structlog once per process. `fmt` is auto (console on a TTY), json or console."""
+    """Configure structlog once per process. `fmt` is auto (console on a TTY), json or console;
+    with `file`, every line is also appended there as JSON (for `jobhook tail`)."""
     out: Any = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
     shared: list[Any] = [
@@ -64,6 +67,8 @@ def configure_logging(
         structlog.processors.format_exc_info,
         redact,  # after format_exc_info, so exception text is scrubbed too
     ]
+    if file is not None:
+        shared.append(_JSONFile(file))
     if console:
         processors = [*shared, structlog.dev.ConsoleRenderer()]
         factory: Any = structlog.PrintLoggerFactory(cast(TextIO, out))
@@ -76,6 +81,20 @@ def configure_logging(
         logger_factory=factory,
         cache_logger_on_first_use=cache,
     )
+
+
+class _JSONFile:
+    """A processor that appends each line, as JSON, to a file, then passes it on."""
+
+    def __init__(self, path: str) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the process
+
+    def __call__(
+        self, _: Any, __: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        self._file.write(orjson.dumps(event_dict, default=str) + b"\n")
+        return event_dict
 
 
 log = structlog.get_logger("jobhook")

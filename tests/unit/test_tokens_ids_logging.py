@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+from pathlib import Path
 
 import orjson
 import structlog
@@ -70,3 +71,16 @@ def test_json_lines_redact_secrets_and_base64() -> None:
         assert secret not in text
     assert record["params"]["prompt"] == "a fox"
     assert record["headers"]["X-Other"] == "fine"
+
+
+def test_a_log_file_gets_every_line_as_json(tmp_path: Path) -> None:
+    import sys
+
+    path = tmp_path / "logs" / "jobhook.log"
+    configure_logging(level="info", fmt="json", stream=io.BytesIO(), cache=False, file=str(path))
+    try:
+        structlog.get_logger().info("task.transition", task_id="task_1", api_key="afk_secret")
+    finally:
+        configure_logging(level="debug", fmt="json", stream=sys.stderr, cache=False)
+    [record] = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert record["event"] == "task.transition" and record["api_key"] == "[redacted]"
