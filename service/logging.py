@@ -67,8 +67,13 @@ def configure_logging(
         structlog.processors.format_exc_info,
         redact,  # after format_exc_info, so exception text is scrubbed too
     ]
+    global _log_file
+    if _log_file is not None:  # reconfigured: the old file is no longer written
+        _log_file.close()
+        _log_file = None
     if file is not None:
-        shared.append(_JSONFile(file))
+        _log_file = _JSONFile(file)
+        shared.append(_log_file)
     if console:
         processors = [*shared, structlog.dev.ConsoleRenderer()]
         factory: Any = structlog.PrintLoggerFactory(cast(TextIO, out))
@@ -95,6 +100,12 @@ class _JSONFile:
     ) -> MutableMapping[str, Any]:
         self._file.write(orjson.dumps(event_dict, default=str) + b"\n")
         return event_dict
+
+    def close(self) -> None:
+        self._file.close()
+
+
+_log_file: _JSONFile | None = None
 
 
 log = structlog.get_logger("jobhook")
