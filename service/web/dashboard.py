@@ -1,7 +1,161 @@
-"""The operator dashboard (being built)."""
+"""The operator dashboard: a live task list and a task page (static HTML + vanilla JS over the
+JSON API), and a login that turns an API key into a signed session cookie that can only read."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import functools
+import html
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
-routes: list[BaseRoute] = []
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import BadRequest, Forbidden, Unauthorized
+from service.services import Services
+from service.web.requests import SESSION_COOKIE, authenticate, owner_for_key, read_body
+
+STATIC = Path(__file__).parent / "static"
+#: Pages render no data on the server: the scripts fetch it and build nodes with textContent.
+CSP = (
+    "default-src 'self'; img-src 'self' http: https: data:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+LOGIN_BODY_LIMIT = 4096
+
+
+@functools.cache
+def _template(name: str) -> str:
+    return (STATIC / name).read_text(encoding="utf-8")
+
+
+def _page(name: str, status: int = 200, **slots: str) -> Response:
+    """A page from static/, its `<!--slot-->` markers replaced by the given (escaped) HTML."""
+    text = _template(name)
+    for slot, value in slots.items():
+        text = text.replace(f"<!--{slot}-->", value)
+    return HTMLResponse(text, status, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _signed_in(request: Request) -> bool:
+    """A session cookie (or a bearer key) for a configured owner; always, in development mode
+    (where `authenticate` still turns away clients that are not on loopback)."""
+    try:
+        authenticate(request, _services(request).settings.api_keys)
+    except Unauthorized:
+        return False
+    return True
+
+
+def _logout_form(request: Request) -> str:
+    if _services(request).settings.dev_mode:
+        return '<span class="muted">development mode</span>'
+    return (
+        '<form method="post" action="/logout" class="logout">'
+        '<button type="submit">Sign out</button></form>'
+    )
+
+
+def _check_origin(request: Request) -> None:
+    """A browser names the page a form was posted from: refuse forms posted by other sites."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise Forbidden("the form was posted from another site")
+
+
+async def index(request: Request) -> Response:
+    if not _signed_in(request):
+        return RedirectResponse("/login", 303)
+    return _page("index.html", logout=_logout_form(request))
+
+
+async def task_page(request: Request) -> Response:
+    if not _signed_in(request):
+        return RedirectResponse("/login", 303)
+    return _page("task.html", logout=_logout_form(request))
+
+
+async def login_form(request: Request) -> Response:
+    if _services(request).settings.dev_mode or _signed_in(request):
+        return RedirectResponse("/", 303)
+    return _page("login.html")
+
+
+async def login(request: Request) -> Response:
+    svc = _services(request)
+    if svc.settings.dev_mode:
+        return RedirectResponse("/", 303)
+    _check_origin(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise BadRequest("expected a form (application/x-www-form-urlencoded)")
+    body = await read_body(request, LOGIN_BODY_LIMIT)
+    form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+    owner = owner_for_key(form.get("api_key", [""])[0].strip(), svc.settings.api_keys)
+    if owner is None:
+        error = html.escape("That API key is not valid.")
+        return _page("login.html", 401, error=f'<p class="error" role="alert">{error}</p>')
+    response = RedirectResponse("/", 303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        svc.sessions.issue(owner),
+        max_age=svc.sessions.max_age,
+        path="/",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+async def logout(request: Request) -> Response:
+    _check_origin(request)
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+class _Hardened:
+    """Pure ASGI: the security headers on every static asset too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_hardened(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_hardened)
+
+
+routes: list[BaseRoute] = [
+    Route("/", index, methods=["GET"]),
+    Route("/tasks/{id}", task_page, methods=["GET"]),
+    Route("/login", login_form, methods=["GET"]),
+    Route("/login", login, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+    Mount("/static", app=_Hardened(StaticFiles(directory=STATIC)), name="static"),
+]
