@@ -8,7 +8,6 @@ import base64
 import hashlib
 import hmac
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +22,9 @@ from service.errors import (
     ValidationFailed,
 )
 from service.providers.apiframe import ApiframeProvider, sign_body
-from service.providers.base import Parent, Provider, ProviderResponse
+from service.providers.base import Parent, Provider
+from tests.support.providers import example_bytes, response
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "providers"
 KEY = "afk_test_key"
 JOB_ID = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
 PARENT = Parent(provider_task_id="parent-job-1", action="imagine", params={"prompt": "x"})
@@ -36,15 +35,6 @@ MASK = base64.b64encode(b"\x89PNG fake mask bytes").decode()
 @pytest.fixture
 def provider() -> ApiframeProvider:
     return ApiframeProvider(api_key=KEY)
-
-
-def fixture(name: str) -> bytes:
-    return (FIXTURES / f"apiframe.{name}.json").read_bytes()
-
-
-def response(status: int, body: Any, headers: dict[str, str] | None = None) -> ProviderResponse:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return ProviderResponse(status_code=status, headers=headers or {}, body=raw)
 
 
 def expected_signature(key: str, body: bytes) -> str:
@@ -67,7 +57,7 @@ def test_class_facts(provider: ApiframeProvider) -> None:
 
 
 def test_submit_example(provider: ApiframeProvider) -> None:
-    submitted = provider.parse_submit(response(202, json.loads(fixture("submit"))))
+    submitted = provider.parse_submit(response(202, json.loads(_example("submit"))))
     obs = submitted.observation
     assert submitted.provider_task_id == JOB_ID
     assert obs.status is Status.SUBMITTED
@@ -77,7 +67,7 @@ def test_submit_example(provider: ApiframeProvider) -> None:
 
 
 def test_job_processing_example(provider: ApiframeProvider) -> None:
-    obs = provider.parse_query(response(200, json.loads(fixture("job.processing"))))
+    obs = provider.parse_query(response(200, json.loads(_example("job.processing"))))
     assert (obs.status, obs.progress, obs.source) == (Status.IN_PROGRESS, 65, "poll")
     assert obs.provider_task_id == JOB_ID
     assert obs.error is None
@@ -87,7 +77,7 @@ def test_job_processing_example(provider: ApiframeProvider) -> None:
 
 
 def test_job_completed_example(provider: ApiframeProvider) -> None:
-    body = json.loads(fixture("job.completed"))
+    body = json.loads(_example("job.completed"))
     obs = provider.parse_query(response(200, body))
     assert (obs.status, obs.progress) == (Status.SUCCESS, 100)
     assert obs.result == {
@@ -102,7 +92,7 @@ def test_job_completed_example(provider: ApiframeProvider) -> None:
 
 
 def test_job_failed_example(provider: ApiframeProvider) -> None:
-    obs = provider.parse_query(response(200, json.loads(fixture("job.failed"))))
+    obs = provider.parse_query(response(200, json.loads(_example("job.failed"))))
     assert obs.status is Status.FAILURE
     assert obs.error == {
         "code": "provider_failed",
@@ -112,7 +102,7 @@ def test_job_failed_example(provider: ApiframeProvider) -> None:
 
 
 def test_webhook_progress_example(provider: ApiframeProvider) -> None:
-    body = fixture("webhook.progress")
+    body = _example("webhook.progress")
     [obs] = provider.parse_callback({}, body)
     assert (obs.status, obs.progress, obs.source) == (Status.IN_PROGRESS, 45, "callback")
     assert obs.provider_task_id == JOB_ID
@@ -122,7 +112,7 @@ def test_webhook_progress_example(provider: ApiframeProvider) -> None:
 
 
 def test_webhook_completed_example_string_result(provider: ApiframeProvider) -> None:
-    [obs] = provider.parse_callback({}, fixture("webhook.completed"))
+    [obs] = provider.parse_callback({}, _example("webhook.completed"))
     assert (obs.status, obs.progress) == (Status.SUCCESS, 100)
     assert obs.result is not None
     assert obs.result["images"] == ["https://cdn.apiframe.ai/results/a1b2c3d4.png"]
@@ -131,7 +121,7 @@ def test_webhook_completed_example_string_result(provider: ApiframeProvider) -> 
 
 
 def test_webhook_completed_object_result(provider: ApiframeProvider) -> None:
-    body = json.loads(fixture("webhook.completed"))
+    body = json.loads(_example("webhook.completed"))
     body["result"] = {
         "images": ["https://x/1.png", "https://x/2.png"],
         "gridUrl": "https://x/g.png",
@@ -143,7 +133,7 @@ def test_webhook_completed_object_result(provider: ApiframeProvider) -> None:
 
 
 def test_webhook_failed_example(provider: ApiframeProvider) -> None:
-    [obs] = provider.parse_callback({}, fixture("webhook.failed"))
+    [obs] = provider.parse_callback({}, _example("webhook.failed"))
     assert obs.status is Status.FAILURE
     assert obs.error is not None
     assert obs.error["message"] == "Provider returned an error: content policy violation"
@@ -225,13 +215,13 @@ def test_progress_garbage_is_none(provider: ApiframeProvider) -> None:
 
 
 def test_sign_body_matches_independent_hmac() -> None:
-    body = fixture("webhook.completed")
+    body = _example("webhook.completed")
     assert sign_body(KEY, body) == "sha256=" + expected_signature(KEY, body)
 
 
 @pytest.mark.parametrize("form", ["sha256={}", "{}", "SHA256={}", " sha256={} "])
 def test_verify_valid(provider: ApiframeProvider, form: str) -> None:
-    body = fixture("webhook.completed")
+    body = _example("webhook.completed")
     signature = form.format(expected_signature(KEY, body))
     assert provider.verify_callback({"X-Webhook-Signature": signature}, body)
     assert provider.verify_callback({"x-webhook-signature": signature}, body)
@@ -245,7 +235,7 @@ def test_verify_upper_case_hex(provider: ApiframeProvider) -> None:
 
 
 def test_verify_rejects(provider: ApiframeProvider) -> None:
-    body = fixture("webhook.completed")
+    body = _example("webhook.completed")
     good = "sha256=" + expected_signature(KEY, body)
     hex_keyed = hmac.new(hashlib.sha256(KEY.encode()).hexdigest().encode(), body, hashlib.sha256)
     cases: list[dict[str, str]] = [
@@ -548,3 +538,7 @@ def test_query_result_forms(provider: ApiframeProvider) -> None:
     assert (cost_only["images"], cost_only["cost"]) == ([], {"credits": 4})
     expired = result_of({"result": None, "expired": True})
     assert expired.extra == {"expired": True}
+
+
+def _example(name: str) -> Any:
+    return example_bytes("apiframe", name)

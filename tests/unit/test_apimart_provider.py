@@ -6,8 +6,6 @@ Pure: no network.
 from __future__ import annotations
 
 import base64
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +18,9 @@ from service.errors import (
     ValidationFailed,
 )
 from service.providers.apimart import ApimartProvider
-from service.providers.base import ModalProvider, Parent, ProviderResponse
+from service.providers.base import ModalProvider, Parent
+from tests.support.providers import example, response
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "providers"
 KEY = "sk-test-key"
 TASK_ID = "task_01KV52C0TEJSYZMCG0NCS4YWKK"
 GRID = Parent(provider_task_id="task_grid", action="imagine", params={"prompt": "x"})
@@ -35,15 +33,6 @@ URL = "https://cdn.example.com/a.png"
 @pytest.fixture
 def provider() -> ApimartProvider:
     return ApimartProvider(api_key=KEY)
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / f"apimart.{name}.json").read_bytes())
-
-
-def response(status: int, body: Any, headers: dict[str, str] | None = None) -> ProviderResponse:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return ProviderResponse(status_code=status, headers=headers or {}, body=raw)
 
 
 def test_class_facts(provider: ApimartProvider) -> None:
@@ -77,17 +66,17 @@ def test_class_facts(provider: ApimartProvider) -> None:
 
 
 def test_submit_example(provider: ApimartProvider) -> None:
-    submitted = provider.parse_submit(response(200, fixture("submit")))
+    submitted = provider.parse_submit(response(200, _example("submit")))
     obs = submitted.observation
     assert submitted.provider_task_id == TASK_ID
     assert (obs.status, obs.source, obs.progress) == (Status.SUBMITTED, "api", 0)
     assert (obs.provider_task_id, obs.dedupe_key) == (TASK_ID, f"submit:{TASK_ID}")
-    assert obs.raw == fixture("submit")
+    assert obs.raw == _example("submit")
     assert obs.detail is None
 
 
 def test_inpaint_modal_example_bare_and_wrapped(provider: ApimartProvider) -> None:
-    bare = fixture("inpaint-response.modal")
+    bare = _example("inpaint-response.modal")
     wrapped = {"code": 200, "data": [{"task_id": "task_03", "status": "modal"}]}
     for body, task_id in ((bare, "task_03_inpaint..."), (wrapped, "task_03")):
         submitted = provider.parse_submit(response(200, body))
@@ -97,7 +86,7 @@ def test_inpaint_modal_example_bare_and_wrapped(provider: ApimartProvider) -> No
 
 
 def test_midjourney_success_example(provider: ApimartProvider) -> None:
-    body = fixture("midjourney.success")
+    body = _example("midjourney.success")
     obs = provider.parse_query(response(200, body))
     assert (obs.status, obs.progress, obs.source) == (Status.SUCCESS, 100, "poll")
     assert obs.provider_task_id == TASK_ID
@@ -117,7 +106,7 @@ def test_midjourney_success_example(provider: ApimartProvider) -> None:
 
 
 def test_tasks_completed_example_url_string(provider: ApimartProvider) -> None:
-    body = fixture("tasks.completed")
+    body = _example("tasks.completed")
     obs = provider.parse_query(response(200, body))
     assert (obs.status, obs.progress) == (Status.SUCCESS, 100)
     assert obs.provider_task_id == "task-unified-1757156493-k9m2xpvw"
@@ -129,7 +118,7 @@ def test_tasks_completed_example_url_string(provider: ApimartProvider) -> None:
 
 
 def test_tasks_completed_example_url_list(provider: ApimartProvider) -> None:
-    obs = provider.parse_query(response(200, fixture("tasks.completed.url-list")))
+    obs = provider.parse_query(response(200, _example("tasks.completed.url-list")))
     assert obs.status is Status.SUCCESS
     assert obs.provider_task_id == TASK_ID
     assert obs.result is not None
@@ -757,3 +746,7 @@ def test_parse_modal(provider: ApimartProvider) -> None:
         provider.parse_modal(response(503, b"down"))
     with pytest.raises(ProviderUnavailable, match="no task_id"):
         provider.parse_modal(response(200, {"code": 200, "data": []}))
+
+
+def _example(name: str) -> Any:
+    return example("apimart", name)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +18,10 @@ from service.errors import (
     ProviderUnavailable,
     ValidationFailed,
 )
-from service.providers.base import Parent, Provider, ProviderResponse
+from service.providers.base import Parent, Provider
 from service.providers.vtrix import CALLBACK_HINT, VtrixProvider, normalize_code
+from tests.support.providers import EXAMPLES, example, response
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "providers"
 KEY = "vtx_test_key"
 PARENT = Parent(provider_task_id="mj-parent-1", action="imagine", params={"prompt": "x"})
 MASK_URL = "https://cdn.example.com/mask.png"
@@ -33,15 +32,6 @@ HOOK = "https://jobhook.example/v1/callbacks/vtrix/tok"
 @pytest.fixture
 def provider() -> VtrixProvider:
     return VtrixProvider(api_key=KEY)
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / f"vtrix.{name}.json").read_bytes())
-
-
-def response(status: int, body: Any, headers: dict[str, str] | None = None) -> ProviderResponse:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return ProviderResponse(status_code=status, headers=headers or {}, body=raw)
 
 
 def test_class_facts(provider: VtrixProvider) -> None:
@@ -61,20 +51,20 @@ def test_class_facts(provider: VtrixProvider) -> None:
 
 
 def test_every_vtrix_example_parses(provider: VtrixProvider) -> None:
-    names = sorted(path.name for path in FIXTURES.glob("vtrix.*.json"))
+    names = sorted(path.name for path in EXAMPLES.glob("vtrix.*.json"))
     assert names == [
         "vtrix.task.completed.json",
         "vtrix.task.failed.json",
         "vtrix.task.in_progress.json",
     ]
     for name in names:
-        obs = provider.parse_query(response(200, (FIXTURES / name).read_bytes()))
+        obs = provider.parse_query(response(200, (EXAMPLES / name).read_bytes()))
         assert obs.status is not None, name
         assert (obs.source, obs.provider_task_id) == ("poll", "task-1")
 
 
 def test_task_in_progress_example(provider: VtrixProvider) -> None:
-    body = fixture("task.in_progress")
+    body = _example("task.in_progress")
     obs = provider.parse_query(response(200, body))
     assert (obs.status, obs.progress) == (Status.IN_PROGRESS, 40)
     assert (obs.result, obs.error, obs.detail) == (None, None, None)
@@ -82,7 +72,7 @@ def test_task_in_progress_example(provider: VtrixProvider) -> None:
 
 
 def test_task_completed_example(provider: VtrixProvider) -> None:
-    obs = provider.parse_query(response(200, fixture("task.completed")))
+    obs = provider.parse_query(response(200, _example("task.completed")))
     assert (obs.status, obs.progress) == (Status.SUCCESS, 100)
     assert obs.result == {
         "images": ["https://cdn.example.com/out-0.png"],
@@ -95,7 +85,7 @@ def test_task_completed_example(provider: VtrixProvider) -> None:
 
 
 def test_task_failed_example(provider: VtrixProvider) -> None:
-    obs = provider.parse_query(response(200, fixture("task.failed")))
+    obs = provider.parse_query(response(200, _example("task.failed")))
     assert obs.status is Status.FAILURE
     assert obs.error == {
         "code": "provider_failed",
@@ -229,8 +219,8 @@ def test_failure_error_shapes(
 
 def test_query_body_wrapped_in_data(provider: VtrixProvider) -> None:
     for body in (
-        {"data": fixture("task.in_progress")},
-        {"code": 200, "message": "ok", "data": fixture("task.in_progress")},
+        {"data": _example("task.in_progress")},
+        {"code": 200, "message": "ok", "data": _example("task.in_progress")},
     ):
         obs = provider.parse_query(response(200, body))
         assert (obs.status, obs.progress, obs.provider_task_id) == (
@@ -716,7 +706,7 @@ def test_parse_callback_extracts_the_id(
 
 
 def test_parse_callback_of_a_fetched_task(provider: VtrixProvider) -> None:
-    [obs] = provider.parse_callback({}, (FIXTURES / "vtrix.task.completed.json").read_bytes())
+    [obs] = provider.parse_callback({}, (EXAMPLES / "vtrix.task.completed.json").read_bytes())
     assert (obs.status, obs.provider_task_id) == (Status.SUCCESS, "task-1")
 
 
@@ -724,3 +714,7 @@ def test_parse_callback_of_a_fetched_task(provider: VtrixProvider) -> None:
 def test_malformed_callback(provider: VtrixProvider, body: bytes) -> None:
     with pytest.raises(MalformedCallback):
         provider.parse_callback({}, body)
+
+
+def _example(name: str) -> Any:
+    return example("vtrix", name)
