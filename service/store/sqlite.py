@@ -151,8 +151,12 @@ def _create(
     return task_view(row), True
 
 
+# The task, whether this delivery was seen before, and the owner's live endpoints (who hears of
+# an announced change): one statement, since each statement hands the GIL to the event loop.
 _LOAD = (
-    "SELECT t.*, EXISTS (SELECT 1 FROM events WHERE task_id = t.id AND dedupe_key = ?) AS seen"
+    "SELECT t.*, EXISTS (SELECT 1 FROM events WHERE task_id = t.id AND dedupe_key = ?) AS seen,"
+    " (SELECT json_group_array(json_array(e.id, e.url, json(e.events))) FROM endpoints e"
+    "  WHERE e.owner = t.owner AND e.disabled_at IS NULL AND e.deleted_at IS NULL) AS endpoints"
     " FROM tasks t WHERE t.id = ?"
 )
 
@@ -164,8 +168,8 @@ def _apply(
     now_epoch: float,
     schedule: Schedule | None,
 ) -> Applied:
-    # Three statements per unit at most (load, insert event, update task), and the views are
-    # built in Python rather than read back.
+    # Three statements per unit at most (load, insert event, update task) plus the outbox rows
+    # of an announced change; the views are built in Python rather than read back.
     row = conn.execute(_LOAD, (obs.dedupe_key, task_id)).fetchone()
     if row is None:
         raise NotFound(f"no task {task_id}")
@@ -235,7 +239,13 @@ def _apply(
     deliveries: tuple[str, ...] = ()
     if decision.applied:
         deliveries = outbox.enqueue(
-            conn, view, row["owner"], event_type_for(decision.status), now, now_epoch
+            conn,
+            view,
+            row["owner"],
+            orjson.loads(row["endpoints"]),
+            event_type_for(decision.status),
+            now,
+            now_epoch,
         )
     return Applied(
         task=view,

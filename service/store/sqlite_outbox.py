@@ -64,24 +64,21 @@ def enqueue(
     conn: sqlite3.Connection,
     task: dict[str, Any],
     owner: str,
+    endpoints: list[list[Any]],
     kind: str,
     now: str,
     now_epoch: float,
 ) -> tuple[str, ...]:
-    """One outbox row per subscriber of this change, in the change's own transaction:
-    the task's callback_url (if it asked for this event) and the owner's endpoints."""
+    """One outbox row per subscriber of this change, in the change's own transaction: the
+    task's callback_url (if it asked for this event) and the owner's live `endpoints`
+    (`[id, url, events]`, read with the task)."""
     event_type = f"task.{kind}"
     targets: list[tuple[str, str]] = []
     if task["callback_url"] and event_type in (task["callback_events"] or ()):
         targets.append(("task", task["callback_url"]))
-    for ep in conn.execute(
-        "SELECT id, url, events FROM endpoints"
-        " WHERE owner = ? AND disabled_at IS NULL AND deleted_at IS NULL",
-        (owner,),
-    ):
-        events = orjson.loads(ep["events"])
+    for endpoint_id, url, events in endpoints:
         if not events or event_type in events:
-            targets.append((ep["id"], ep["url"]))
+            targets.append((endpoint_id, url))
     if not targets:
         return ()
     payload = orjson.dumps({"type": event_type, "timestamp": now, "data": task}).decode()
