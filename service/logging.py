@@ -5,6 +5,7 @@ Every line passes `redact`, which keeps secrets, keys and base64 blobs out of th
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -24,27 +25,37 @@ _SECRET_KEYS = re.compile(
 _BASE64ISH = re.compile(r"^(data:[\w/+.-]+;base64,)?[A-Za-z0-9+/=_-]{200,}$")
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret_name(key: str) -> bool:
+    # Log lines reuse a small set of field names: judge each once (a line is on the hot path).
+    return _SECRET_KEYS.search(key) is not None
+
+
 def _scrub(value: Any) -> Any:
-    if isinstance(value, str) and len(value) >= 200 and _BASE64ISH.match(value):
-        return f"[{len(value)} chars of base64 removed]"
+    if type(value) is str:
+        if len(value) >= 200 and _BASE64ISH.match(value):
+            return f"[{len(value)} chars of base64 removed]"
+        return value
     if isinstance(value, dict):
         return {k: _scrub_item(k, v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
     return value
 
 
 def _scrub_item(key: Any, value: Any) -> Any:
-    if isinstance(key, str) and _SECRET_KEYS.search(key) and value not in (None, "", True, False):
+    if isinstance(key, str) and _secret_name(key) and value not in (None, "", True, False):
         return "[redacted]"
     return _scrub(value)
 
 
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace secret-named fields and base64 blobs, however deep they sit in the line."""
-    for key, value in list(event_dict.items()):
+    for key, value in event_dict.items():
         if key != "event":
-            event_dict[key] = _scrub_item(key, value)
+            scrubbed = _scrub_item(key, value)
+            if scrubbed is not value:
+                event_dict[key] = scrubbed
     return event_dict
 
 

@@ -20,9 +20,14 @@ class CallbackTokens:
         # itsdangerous signs with the last key and verifies with all of them.
         self._keys = list(reversed(secret_keys))
         self._max_age = max_age
+        self._serializers: dict[str, URLSafeTimedSerializer] = {}
 
     def _serializer(self, provider: str) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(self._keys, salt=f"jobhook.callback.{provider}")
+        serializer = self._serializers.get(provider)
+        if serializer is None:  # one per provider: building one costs more than a check
+            serializer = URLSafeTimedSerializer(self._keys, salt=f"jobhook.callback.{provider}")
+            self._serializers[provider] = serializer
+        return serializer
 
     def issue(self, provider: str, task_id: str) -> str:
         return str(self._serializer(provider).dumps(task_id))
