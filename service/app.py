@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.config import Settings
 from service.errors import JobhookError
+from service.feed import ChangeFeed
 from service.logging import log
 from service.providers import simulator_key
 from service.security.ssrf import Resolver
@@ -99,6 +101,8 @@ def create_app(
                 await simulator.start()
             runner = Workers(services, poller=poller) if workers else None
             app.state.workers = runner
+            feed = ChangeFeed(services) if runner is None else None
+            feeding = asyncio.create_task(feed.run()) if feed is not None else None
             if runner is not None:
                 await runner.start()
             if settings.dev_mode:
@@ -110,6 +114,9 @@ def create_app(
             try:
                 yield
             finally:
+                if feed is not None and feeding is not None:
+                    await feed.stop()
+                    await feeding
                 if runner is not None:
                     await runner.stop()
                 if simulator is not None:

@@ -6,16 +6,27 @@ Nothing here re-reads the database; `publish` is called by ingest once a change 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
+
+#: Tasks whose last published sequence is remembered (older ones may be said again, harmlessly).
+PUBLISHED_MEMORY = 50_000
 
 
 class Hub:
     def __init__(self) -> None:
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._streams: dict[asyncio.Queue[dict[str, Any]], str] = {}
+        self._published: OrderedDict[str, int] = OrderedDict()
 
     def publish(self, task: dict[str, Any], owner: str) -> None:
+        # The change feed may bring back what ingest already published: say each change once.
+        if self._published.get(task["id"], -1) >= task["sequence"]:
+            return
+        self._published[task["id"]] = task["sequence"]
+        self._published.move_to_end(task["id"])
+        if len(self._published) > PUBLISHED_MEMORY:
+            self._published.popitem(last=False)
         for waiter in self._waiters.pop(task["id"], ()):
             waiter.set()
         for queue, reader in self._streams.items():

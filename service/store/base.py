@@ -241,6 +241,12 @@ class Store(Protocol):
 
     async def stats(self, now: float) -> Stats: ...
 
+    async def changed_since(
+        self, since: str, *, limit: int = 500
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """(owner, task) of tasks updated at or after `since` (RFC 3339), oldest first."""
+        ...
+
     async def ping(self) -> None:
         """Raise if the store cannot be written."""
         ...

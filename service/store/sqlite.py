@@ -568,6 +568,14 @@ class SQLiteStore:
     async def retry_delivery(self, owner: str, delivery_id: str, now: float) -> dict[str, Any]:
         return await self._writer.run(outbox.retry, owner, delivery_id, now)
 
+    async def changed_since(
+        self, since: str, *, limit: int = 500
+    ) -> list[tuple[str, dict[str, Any]]]:
+        rows = await self._fetch(
+            "SELECT * FROM tasks WHERE updated_at >= ? ORDER BY updated_at LIMIT ?", (since, limit)
+        )
+        return [(r["owner"], task_view(r)) for r in rows]
+
     async def stats(self, now: float) -> Stats:
         by_status = await self._fetch(
             "SELECT provider, status, count(*) AS n FROM tasks GROUP BY provider, status"

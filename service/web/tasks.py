@@ -97,18 +97,15 @@ async def get_task(request: Request) -> Response:
             raise ValidationFailed("wait", "expected a number of seconds") from None
         if not 0 <= wait <= MAX_WAIT:
             raise ValidationFailed("wait", f"expected 0 to {MAX_WAIT:g} seconds")
-        # Changes committed in this process wake the wait; with the workers in another process
-        # (`serve --no-workers`), their changes are found by a re-read once a second.
-        recheck = None if getattr(request.app.state, "workers", None) else 1.0
-        task = await _wait_for_change(svc, task, owner, wait, recheck)
+        task = await _wait_for_change(svc, task, owner, wait)
     return JSON(task)
 
 
 async def _wait_for_change(
-    svc: Services, task: dict[str, Any], owner: str, wait: float, recheck: float | None
+    svc: Services, task: dict[str, Any], owner: str, wait: float
 ) -> dict[str, Any]:
-    """Block until the task's next applied change (or terminal/MODAL), at most `wait` seconds:
-    woken by the commit, or found by a re-read every `recheck` seconds when given."""
+    """Block until the task's next applied change (or terminal/MODAL), at most `wait` seconds,
+    woken through the hub: by ingest's commit, or by the change feed for another process's."""
     seen = task["sequence"]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -123,7 +120,7 @@ async def _wait_for_change(
             if task["sequence"] != seen or remaining <= 0:
                 break
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(remaining, recheck or remaining)):
+                async with asyncio.timeout(remaining):
                     await event.wait()
         finally:
             svc.hub.unregister(task["id"], event)

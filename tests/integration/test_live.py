@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 
+from service.config import Settings
 from service.domain.ids import new_id
 from service.domain.models import Observation
 from service.domain.status import Status
 from service.store.base import NewTask
+from service.store.sqlite import SQLiteStore
+from tests.conftest import open_app
 from tests.integration.test_callbacks import services
 from tests.support.wait import eventually
 
@@ -133,3 +138,29 @@ async def test_the_stream_checks_its_filters(client: httpx.AsyncClient) -> None:
     assert r.status_code == 422
     r = await client.get("/v1/events/stream", params={"colour": "red"})
     assert r.status_code == 422
+
+
+@pytest.fixture
+async def web_only(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The web process of `serve --no-workers`: its workers run elsewhere."""
+    async for c in open_app(settings, workers=False):
+        yield c
+
+
+async def test_changes_committed_by_another_process_reach_waiters(
+    web_only: httpx.AsyncClient,
+) -> None:
+    """The web process learns of a separate worker's commits from its change feed."""
+    svc = services(web_only)
+    task_id = await quiet_task(web_only)
+    worker = SQLiteStore(svc.store.path)  # type: ignore[attr-defined]
+    await worker.open()
+    try:
+        waiting = asyncio.create_task(web_only.get(f"/v1/tasks/{task_id}", params={"wait": 60}))
+        await eventually(lambda: svc.hub.waiting > 0)
+        change = Observation(status=Status.IN_PROGRESS, source="poll", progress=40)
+        await worker.apply(task_id, change)
+        r = await asyncio.wait_for(waiting, timeout=10)
+        assert r.json()["status"] == "IN_PROGRESS" and r.json()["progress"] == 40
+    finally:
+        await worker.close()

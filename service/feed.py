@@ -1,0 +1,44 @@
+"""The change feed of a web process whose workers run elsewhere (`serve --no-workers`): once a
+second it reads the tasks changed since its last look and publishes them to the hub, so
+long-polls and live streams see what `jobhook worker` commits. With the workers in-process,
+ingest publishes on commit and no feed runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from service.domain.clock import utcnow_iso
+from service.errors import JobhookError
+from service.logging import log
+from service.services import Services
+
+INTERVAL = 1.0
+
+
+class ChangeFeed:
+    def __init__(self, svc: Services, *, interval: float = INTERVAL) -> None:
+        self.svc = svc
+        self.interval = interval
+        self._since = utcnow_iso()
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.once()
+            except JobhookError as exc:
+                log.warning("feed.error", error=exc.detail)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.interval)
+
+    async def once(self) -> int:
+        """Publish what changed since the last look; the hub drops what it has already seen."""
+        changes = await self.svc.store.changed_since(self._since)
+        for owner, task in changes:
+            self.svc.hub.publish(task, owner)
+            self._since = max(self._since, task["updated_at"])
+        return len(changes)
+
+    async def stop(self) -> None:
+        self._stop.set()
