@@ -241,6 +241,10 @@ class Store(Protocol):
 
     async def stats(self, now: float) -> Stats: ...
 
+    async def backlog(self, now: float) -> int:
+        """Polls and deliveries due now (cheap: for every readiness probe)."""
+        ...
+
     async def changed_since(
         self, since: str, *, limit: int = 500
     ) -> list[tuple[str, dict[str, Any]]]:

@@ -576,6 +576,15 @@ class SQLiteStore:
         )
         return [(r["owner"], task_view(r)) for r in rows]
 
+    async def backlog(self, now: float) -> int:
+        rows = await self._fetch(
+            "SELECT (SELECT count(*) FROM tasks WHERE finished_at IS NULL AND next_poll_at <= ?1"
+            " AND provider_task_id IS NOT NULL)"
+            " + (SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1)",
+            (now,),
+        )
+        return int(rows[0][0])
+
     async def stats(self, now: float) -> Stats:
         by_status = await self._fetch(
             "SELECT provider, status, count(*) AS n FROM tasks GROUP BY provider, status"

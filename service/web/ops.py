@@ -28,13 +28,12 @@ async def readyz(request: Request) -> Response:
     svc: Services = request.app.state.services
     try:
         await svc.store.ping()
-        stats = await svc.store.stats(time.time())
+        backlog = await svc.store.backlog(time.time())
     except StoreUnavailable as exc:
         return problem(503, "Not ready", exc.detail, slug="not-ready")
     workers = getattr(request.app.state, "workers", None)
     if workers is not None and not workers.alive:
         return problem(503, "Not ready", "a worker loop has stopped", slug="not-ready")
-    backlog = stats.polls_due + stats.deliveries_due
     if backlog > BACKLOG_LIMIT:
         return problem(
             503, "Not ready", f"{backlog} polls and deliveries are overdue", slug="not-ready"
