@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 
 def to_iso(moment: datetime) -> str:
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    # isoformat is several times faster than strftime, and this runs for every event.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def utcnow_iso() -> str:

@@ -16,12 +16,14 @@ _last_ms = 0
 _last_rand = 0
 
 
+#: Every 10-bit value as its two Crockford characters: 13 lookups make an id (on the hot path).
+_PAIRS = [_ALPHABET[i >> 5] + _ALPHABET[i & 31] for i in range(1024)]
+
+
 def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """`value` as `length` (even) Crockford base32 characters, most significant first."""
+    pairs = _PAIRS
+    return "".join([pairs[(value >> shift) & 1023] for shift in range(5 * (length - 2), -1, -10)])
 
 
 def new_id(prefix: str) -> str:
