@@ -5,10 +5,14 @@ Every line passes `redact`, which keeps secrets, keys and base64 blobs out of th
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
 import functools
 import logging
 import re
 import sys
+import threading
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import IO, Any, TextIO, cast
@@ -90,7 +94,7 @@ def configure_logging(
         factory: Any = structlog.PrintLoggerFactory(cast(TextIO, out))
     else:
         processors = [*shared, structlog.processors.JSONRenderer(serializer=orjson.dumps)]
-        factory = structlog.BytesLoggerFactory(getattr(out, "buffer", out))
+        factory = _BatchedFactory(getattr(out, "buffer", out))
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
@@ -99,20 +103,72 @@ def configure_logging(
     )
 
 
+class _Batched:
+    """A bytes logger that writes lines in batches: at most `DELAY` seconds after the first
+    line of a batch (on the event loop), at once outside one, and at exit. structlog's
+    BytesLogger writes and flushes every line, a syscall on each request's hot path."""
+
+    DELAY = 0.05
+    MAX_LINES = 256
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+        self._lines: list[bytes] = []
+        self._lock = threading.Lock()
+        self._scheduled = False
+        atexit.register(self.flush)
+
+    def msg(self, message: bytes) -> None:
+        with self._lock:
+            self._lines.append(message)
+            full = len(self._lines) >= self.MAX_LINES
+            schedule = not self._scheduled and not full
+            if schedule:
+                self._scheduled = True
+        if full:
+            self.flush()
+            return
+        if schedule:
+            try:
+                asyncio.get_running_loop().call_later(self.DELAY, self.flush)
+            except RuntimeError:  # no loop in this thread (a CLI, the writer thread): now
+                self.flush()
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._lines, self._scheduled = self._lines, [], False
+        if lines:
+            with contextlib.suppress(ValueError, OSError):  # the stream closed under us
+                self._out.write(b"\n".join(lines) + b"\n")
+                self._out.flush()
+
+
+class _BatchedFactory:
+    def __init__(self, out: Any) -> None:
+        self._logger = _Batched(out)
+
+    def __call__(self, *args: Any) -> _Batched:
+        return self._logger
+
+
 class _JSONFile:
     """A processor that appends each line, as JSON, to a file, then passes it on."""
 
     def __init__(self, path: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the process
+        self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the process
+        self._lines = _Batched(self._file)
 
     def __call__(
         self, _: Any, __: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        self._file.write(orjson.dumps(event_dict, default=str) + b"\n")
+        self._lines.msg(orjson.dumps(event_dict, default=str))
         return event_dict
 
     def close(self) -> None:
+        self._lines.flush()
         self._file.close()
 
 

@@ -7,10 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, Signer, URLSafeTimedSerializer
 
 #: Tokens outlive the longest task: queue + run + a MODAL wait + provider retries (3 days).
 TOKEN_MAX_AGE = 7 * 24 * 3600
+
+
+class _Serializer(URLSafeTimedSerializer):
+    """itsdangerous builds a new signer (and its key list) for every token it checks; ours
+    builds it once: a callback's token is checked on the hot path."""
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        if salt is not None and salt != self.salt:
+            return super().make_signer(salt)
+        cached: Signer | None = getattr(self, "_signer", None)
+        if cached is None:
+            cached = super().make_signer(salt)
+            self._signer = cached
+        return cached
 
 
 class CallbackTokens:
@@ -25,7 +39,7 @@ class CallbackTokens:
     def _serializer(self, provider: str) -> URLSafeTimedSerializer:
         serializer = self._serializers.get(provider)
         if serializer is None:  # one per provider: building one costs more than a check
-            serializer = URLSafeTimedSerializer(self._keys, salt=f"jobhook.callback.{provider}")
+            serializer = _Serializer(self._keys, salt=f"jobhook.callback.{provider}")
             self._serializers[provider] = serializer
         return serializer
 
@@ -49,9 +63,7 @@ class SessionCookies:
     """The dashboard's login: the owner name, signed and timestamped (keys rotate as above)."""
 
     def __init__(self, secret_keys: Sequence[str], *, max_age: int = SESSION_MAX_AGE) -> None:
-        self._serializer = URLSafeTimedSerializer(
-            list(reversed(secret_keys)), salt="jobhook.session"
-        )
+        self._serializer = _Serializer(list(reversed(secret_keys)), salt="jobhook.session")
         self.max_age = max_age
 
     def issue(self, owner: str) -> str:
