@@ -124,10 +124,10 @@ def create_app(
                 log.info("jobhook.stopped")
 
     routes: list[BaseRoute] = [
+        *callbacks.routes,  # first: the busiest route is matched without scanning the rest
         *tasks.routes,
         *endpoints.routes,
         *stream.routes,
-        *callbacks.routes,
         *ops.routes,
         *openapi.routes,
         *dashboard.routes,
