@@ -96,22 +96,27 @@ def create_app(
             settings, public_url=base_url, transport=transport, resolver=resolver
         ) as services:
             app.state.services = services
-            if simulator is not None:
-                simulator.transport = transport
-                await simulator.start()
             runner = Workers(services, poller=poller) if workers else None
             app.state.workers = runner
             feed = ChangeFeed(services) if runner is None else None
-            feeding = asyncio.create_task(feed.run()) if feed is not None else None
-            if runner is not None:
-                await runner.start()
-            if settings.dev_mode:
-                log.warning(
-                    "jobhook.dev_mode",
-                    message="no JOBHOOK_API_KEYS set: serving loopback clients only, without auth",
+            feeding = None
+            try:  # whatever started is stopped, also when a later step of start-up fails
+                if simulator is not None:
+                    simulator.transport = transport
+                    await simulator.start()
+                if feed is not None:
+                    feeding = asyncio.create_task(feed.run())
+                if runner is not None:
+                    await runner.start()
+                if settings.dev_mode:
+                    log.warning(
+                        "jobhook.dev_mode",
+                        message="no JOBHOOK_API_KEYS set: serving loopback clients only, "
+                        "without auth",
+                    )
+                log.info(
+                    "jobhook.started", public_url=base_url, providers=sorted(services.providers)
                 )
-            log.info("jobhook.started", public_url=base_url, providers=sorted(services.providers))
-            try:
                 yield
             finally:
                 if feed is not None and feeding is not None:
