@@ -467,11 +467,6 @@ class SQLiteStore:
         rows = await self._fetch(sql + " ORDER BY id DESC LIMIT 1", params)
         return task_view(rows[0]) if rows else None
 
-    async def task_owner(self, task_id: str) -> tuple[str, str] | None:
-        """(owner, provider) of a task, for the callback route."""
-        rows = await self._fetch("SELECT owner, provider FROM tasks WHERE id = ?", (task_id,))
-        return (rows[0]["owner"], rows[0]["provider"]) if rows else None
-
     async def list_tasks(self, query: TaskQuery) -> Page:
         where, params = ["owner = ?"], [query.owner]
         if query.status:
