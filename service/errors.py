@@ -42,6 +42,7 @@ class ValidationFailed(JobhookError):
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
+        self.message = message
         super().__init__(f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 

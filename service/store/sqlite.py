@@ -281,8 +281,6 @@ def _changes(row: sqlite3.Row, decision: Decision, obs: Observation, now: str) -
             sets |= {"finished_at": now, "next_poll_at": None, "poll_lease_until": None}
     if obs.provider_task_id and not row["provider_task_id"] and not decision.foreign:
         sets["provider_task_id"] = obs.provider_task_id
-    if obs.source == "callback" and not decision.foreign:
-        sets["last_callback_at"] = now
     return sets
 
 

@@ -14,8 +14,13 @@ from service.errors import NotFound, ValidationFailed
 from service.security.ssrf import UnsafeURL
 from service.services import Services
 from service.web.problems import JSON
-from service.web.requests import authenticate, read_json_object
-from service.web.tasks import _cursor, _limit, _only
+from service.web.requests import (
+    authenticate,
+    cursor_param,
+    limit_param,
+    only_params,
+    read_json_object,
+)
 
 FIELDS = frozenset({"url", "events", "description"})
 DELIVERY_STATUSES = ("pending", "delivered", "dead")
@@ -28,7 +33,7 @@ def _svc(request: Request) -> tuple[Services, str]:
 
 async def create_endpoint(request: Request) -> Response:
     svc, owner = _svc(request)
-    _only(request, ())
+    only_params(request, ())
     body = await read_json_object(request, svc.settings.max_body_bytes)
     for name in body:
         if name not in FIELDS:
@@ -52,13 +57,13 @@ async def create_endpoint(request: Request) -> Response:
 
 async def list_endpoints(request: Request) -> Response:
     svc, owner = _svc(request)
-    _only(request, ())
+    only_params(request, ())
     return JSON({"data": await svc.store.list_endpoints(owner), "next_cursor": None})
 
 
 async def get_endpoint(request: Request) -> Response:
     svc, owner = _svc(request)
-    _only(request, ())
+    only_params(request, ())
     endpoint = await svc.store.get_endpoint(owner, request.path_params["id"])
     if endpoint is None:
         raise NotFound(f"no endpoint {request.path_params['id']}")
@@ -67,27 +72,27 @@ async def get_endpoint(request: Request) -> Response:
 
 async def delete_endpoint(request: Request) -> Response:
     svc, owner = _svc(request)
-    _only(request, ())
+    only_params(request, ())
     await svc.store.delete_endpoint(owner, request.path_params["id"])
     return Response(status_code=204)
 
 
 async def enable_endpoint(request: Request) -> Response:
     svc, owner = _svc(request)
-    _only(request, ())
+    only_params(request, ())
     return JSON(await svc.store.enable_endpoint(owner, request.path_params["id"]))
 
 
 async def rotate_secret(request: Request) -> Response:
     """A new secret (shown once); the old one keeps signing beside it for 24 h."""
     svc, owner = _svc(request)
-    _only(request, ())
+    only_params(request, ())
     return JSON(await svc.store.rotate_secret(owner, request.path_params["id"], time.time()))
 
 
 async def list_deliveries(request: Request) -> Response:
     svc, owner = _svc(request)
-    _only(request, ("status", "task_id", "limit", "cursor"))
+    only_params(request, ("status", "task_id", "limit", "cursor"))
     status = request.query_params.get("status")
     if status is not None and status not in DELIVERY_STATUSES:
         raise ValidationFailed("status", f"expected one of {', '.join(DELIVERY_STATUSES)}")
@@ -95,8 +100,8 @@ async def list_deliveries(request: Request) -> Response:
         owner,
         status=status,
         task_id=request.query_params.get("task_id"),
-        cursor=_cursor(request),
-        limit=_limit(request),
+        cursor=cursor_param(request),
+        limit=limit_param(request),
     )
     return JSON({"data": page.data, "next_cursor": page.next_cursor})
 
@@ -104,7 +109,7 @@ async def list_deliveries(request: Request) -> Response:
 async def retry_delivery(request: Request) -> Response:
     """Send a delivery again with the same webhook-id (receivers dedupe on it)."""
     svc, owner = _svc(request)
-    _only(request, ())
+    only_params(request, ())
     delivery = await svc.store.retry_delivery(owner, request.path_params["id"], time.time())
     for wake in svc.ingest.on_deliveries:
         wake()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -13,8 +13,16 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.domain.ids import new_id
-from service.errors import BadRequest, Forbidden, JobhookError, PayloadTooLarge, Unauthorized
+from service.errors import (
+    BadRequest,
+    Forbidden,
+    JobhookError,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationFailed,
+)
 from service.security.tokens import SessionCookies
+from service.store.sqlite import decode_cursor
 
 DEV_OWNER = "local"
 SESSION_COOKIE = "jobhook_session"
@@ -82,6 +90,33 @@ def authenticate(request: Request, api_keys: Mapping[str, str]) -> str:
     if owner is None:
         raise Unauthorized("the API key is not valid")
     return owner
+
+
+def only_params(request: Request, allowed: Iterable[str]) -> None:
+    """Unknown query parameters are a 422 naming them (a typo never silently does nothing)."""
+    allowed = set(allowed)
+    for name in request.query_params:
+        if name not in allowed:
+            raise ValidationFailed(name, "unknown query parameter")
+
+
+def limit_param(request: Request, default: int = 50) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+        raise ValidationFailed("limit", "expected an integer from 1 to 200")
+    return int(raw)
+
+
+def cursor_param(request: Request) -> str | None:
+    cursor = request.query_params.get("cursor")
+    if cursor is not None:
+        try:
+            decode_cursor(cursor)
+        except ValueError:
+            raise ValidationFailed("cursor", "not a cursor jobhook issued") from None
+    return cursor
 
 
 def owner_for_key(presented: str, api_keys: Mapping[str, str]) -> str | None:

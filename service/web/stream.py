@@ -18,8 +18,7 @@ from starlette.routing import Route
 from service.domain.status import Status
 from service.errors import ValidationFailed
 from service.services import Services
-from service.web.requests import authenticate
-from service.web.tasks import _only
+from service.web.requests import authenticate, only_params
 
 KEEPALIVE = 15.0
 
@@ -27,7 +26,7 @@ KEEPALIVE = 15.0
 async def stream(request: Request) -> Response:
     svc: Services = request.app.state.services
     owner = authenticate(request, svc.settings.api_keys)
-    _only(request, ("task_id", "status"))
+    only_params(request, ("task_id", "status"))
     task_id = request.query_params.get("task_id")
     statuses = {
         s.strip().upper()

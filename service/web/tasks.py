@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
@@ -22,10 +21,15 @@ from service.providers.client import send
 from service.security.ssrf import check_fetch_urls
 from service.services import Services
 from service.store.base import IdempotencyKey, TaskQuery
-from service.store.sqlite import decode_cursor
 from service.submit import parse_submit, request_hash, submit
 from service.web.problems import JSON
-from service.web.requests import authenticate, read_json_object
+from service.web.requests import (
+    authenticate,
+    cursor_param,
+    limit_param,
+    only_params,
+    read_json_object,
+)
 from service.workers import schedule
 
 MAX_WAIT = 120.0
@@ -37,36 +41,10 @@ def _services(request: Request) -> Services:
     return services
 
 
-def _only(request: Request, allowed: Iterable[str]) -> None:
-    allowed = set(allowed)
-    for name in request.query_params:
-        if name not in allowed:
-            raise ValidationFailed(name, "unknown query parameter")
-
-
-def _limit(request: Request, default: int = 50) -> int:
-    raw = request.query_params.get("limit")
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
-        raise ValidationFailed("limit", "expected an integer from 1 to 200")
-    return int(raw)
-
-
-def _cursor(request: Request) -> str | None:
-    cursor = request.query_params.get("cursor")
-    if cursor is not None:
-        try:
-            decode_cursor(cursor)
-        except ValueError:
-            raise ValidationFailed("cursor", "not a cursor jobhook issued") from None
-    return cursor
-
-
 async def create_task(request: Request) -> Response:
     svc = _services(request)
     owner = authenticate(request, svc.settings.api_keys)
-    _only(request, ())
+    only_params(request, ())
     body = await read_json_object(request, svc.settings.max_upload_bytes)
     key = request.headers.get("idempotency-key")
     idempotency = None
@@ -84,7 +62,7 @@ async def create_task(request: Request) -> Response:
 async def get_task(request: Request) -> Response:
     svc = _services(request)
     owner = authenticate(request, svc.settings.api_keys)
-    _only(request, ("wait",))
+    only_params(request, ("wait",))
     ref = request.path_params["id"]
     task = await svc.store.get_task(ref, owner=owner)
     if task is None:
@@ -130,7 +108,7 @@ async def _wait_for_change(
 async def list_tasks(request: Request) -> Response:
     svc = _services(request)
     owner = authenticate(request, svc.settings.api_keys)
-    _only(request, LIST_PARAMS)
+    only_params(request, LIST_PARAMS)
     q = request.query_params
     statuses = [s.strip().upper() for v in q.getlist("status") for s in v.split(",") if s.strip()]
     for status in statuses:
@@ -151,8 +129,8 @@ async def list_tasks(request: Request) -> Response:
             action=q.get("action"),
             created_after=created["created_after"],
             created_before=created["created_before"],
-            limit=_limit(request),
-            cursor=_cursor(request),
+            limit=limit_param(request),
+            cursor=cursor_param(request),
         )
     )
     return JSON({"data": page.data, "next_cursor": page.next_cursor})
@@ -161,13 +139,13 @@ async def list_tasks(request: Request) -> Response:
 async def list_events(request: Request) -> Response:
     svc = _services(request)
     owner = authenticate(request, svc.settings.api_keys)
-    _only(request, ("limit", "cursor"))
+    only_params(request, ("limit", "cursor"))
     ref = request.path_params["id"]
     task = await svc.store.get_task(ref, owner=owner)
     if task is None:
         raise NotFound(f"no task {ref}")
     page = await svc.store.list_events(
-        task["id"], cursor=_cursor(request), limit=_limit(request, 200)
+        task["id"], cursor=cursor_param(request), limit=limit_param(request, 200)
     )
     return JSON({"data": page.data, "next_cursor": page.next_cursor})
 
@@ -175,7 +153,7 @@ async def list_events(request: Request) -> Response:
 async def cancel_task(request: Request) -> Response:
     svc = _services(request)
     owner = authenticate(request, svc.settings.api_keys)
-    _only(request, ())
+    only_params(request, ())
     ref = request.path_params["id"]
     task = await svc.store.get_task(ref, owner=owner)
     if task is None:
@@ -203,7 +181,7 @@ async def modal_task(request: Request) -> Response:
     """Finish a MODAL task (APIMart's two-step inpaint) with a mask and a prompt."""
     svc = _services(request)
     owner = authenticate(request, svc.settings.api_keys)
-    _only(request, ())
+    only_params(request, ())
     body = await read_json_object(request, svc.settings.max_upload_bytes)
     for name in body:
         if name not in MODAL_FIELDS:
@@ -223,9 +201,7 @@ async def modal_task(request: Request) -> Response:
         params = provider.validate_modal(body)
         await check_fetch_urls(svc.guard, params, fields=("mask_url",))
     except ValidationFailed as exc:  # the body's fields are top-level here, not under params
-        raise ValidationFailed(
-            exc.field.removeprefix("params."), exc.detail.split(": ", 1)[-1]
-        ) from None
+        raise ValidationFailed(exc.field.removeprefix("params."), exc.message) from None
     if not await svc.store.claim_modal(task["id"], time.time()):
         raise Conflict("a modal call for this task is already under way, or it left MODAL")
     try:
