@@ -17,12 +17,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.config import Settings
 from service.errors import JobhookError
 from service.feed import ChangeFeed
-from service.logging import log
+from service.logging import flush_logs, log
 from service.providers import simulator_key
 from service.security.ssrf import Resolver
 from service.services import SIMULATOR_PREFIX, open_services
 from service.simulator import Simulator
 from service.web import callbacks, dashboard, endpoints, openapi, ops, stream, tasks
+from service.web.guard import Guard
 from service.web.problems import on_http_error, on_jobhook_error, on_unexpected
 from service.web.requests import RequestId, is_loopback
 from service.workers.poller import DEFAULT_POLLER_CONFIG, PollerConfig
@@ -87,6 +88,7 @@ def create_app(
             seed=simulator_seed,
             step_seconds=settings.simulator_step,
             api_keys=[simulator_key(settings)],
+            open_controls=settings.dev_mode,
         )
 
     @asynccontextmanager
@@ -127,6 +129,7 @@ def create_app(
                 if simulator is not None:
                     await simulator.aclose()
                 log.info("jobhook.stopped")
+                flush_logs()  # uvicorn re-raises SIGTERM after this: atexit will not run
 
     routes: list[BaseRoute] = [
         *callbacks.routes,  # first: the busiest route is matched without scanning the rest
@@ -141,7 +144,16 @@ def create_app(
         routes.append(Mount(SIMULATOR_PREFIX, app=_LoopbackOnly(simulator.app)))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestId)],
+        middleware=[
+            Middleware(RequestId),
+            # after RequestId, so that its refusals carry a request id too
+            Middleware(
+                Guard,
+                dev_mode=settings.dev_mode,
+                test_host=httpx.URL(base_url).host if in_process else None,
+                callback_host=httpx.URL(base_url).host,
+            ),
+        ],
         exception_handlers={
             JobhookError: on_jobhook_error,
             HTTPException: on_http_error,

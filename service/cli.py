@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import ipaddress
+import socket
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
-from service.config import ConfigError, Settings
-from service.logging import configure_logging
+from service.config import ConfigError, Settings, private_file
+from service.domain.numbers import whole_number
+from service.logging import configure_logging, flush_logs, log
+
+#: In ./var: the URL the last `jobhook serve` is reachable at, for a worker started without
+#: JOBHOOK_PUBLIC_URL.
+PUBLIC_URL_FILE = "public_url"
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -29,9 +38,57 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
+def _prepare(settings: Settings) -> Settings:
+    """Make the secrets in ./var and the database file (private) before anything starts, so a
+    path that cannot be made is one line naming its variable, not a traceback from a server."""
+    settings = settings.with_secrets()
+    _database_file(settings)
+    return settings
+
+
+def _database_file(settings: Settings) -> None:
+    path = settings.database_path
+    try:
+        private_file(Path(path))
+    except OSError as exc:
+        raise ConfigError(
+            f"JOBHOOK_DATABASE_URL: cannot create {path} ({exc.strerror or exc})"
+        ) from None
+
+
+def _port(text: str) -> int:
+    number = whole_number(text)
+    if number is None or not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return number
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts: a busy port is one clear line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "is in use (another jobhook?)" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: the port {reason}; pick --port"
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run_server(app: Any, sock: socket.socket, **options: Any) -> None:
     import uvicorn
 
+    config = uvicorn.Config(app, log_config=None, access_log=False, **options)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from service.app import create_app
 
     if settings.dev_mode and not _loopback(args.host):
@@ -39,18 +96,40 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             f"refusing to serve on {args.host} without JOBHOOK_API_KEYS; "
             "set keys or use --host 127.0.0.1"
         )
+    settings = _prepare(settings)
+    sock = _listen(args.host, args.port)
     public_url = settings.public_url or f"http://127.0.0.1:{args.port}"
+    # A `jobhook worker` started without JOBHOOK_PUBLIC_URL finds this web process here.
+    _record_public_url(settings, public_url)
     app = create_app(settings, public_url=public_url, workers=not args.no_workers)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
+    _run_server(app, sock, lifespan="on", timeout_graceful_shutdown=10)
     return 0
+
+
+def _record_public_url(settings: Settings, url: str) -> None:
+    if settings.var_dir is not None:
+        with contextlib.suppress(OSError):
+            (Path(settings.var_dir) / PUBLIC_URL_FILE).write_text(url + "\n")
+
+
+def _worker_public_url(settings: Settings) -> str:
+    """Where the web process is: JOBHOOK_PUBLIC_URL, else what a local `jobhook serve`
+    recorded in ./var. The simulator and our callback route live there; a worker that guessed
+    (port 8000) would poll a simulator that is not there and say only "could not reach"."""
+    if settings.public_url:
+        return settings.public_url
+    recorded = Path(settings.var_dir or ".") / PUBLIC_URL_FILE
+    with contextlib.suppress(OSError):
+        url = recorded.read_text().strip()
+        if url:
+            return url
+    if settings.simulator:
+        raise ConfigError(
+            "JOBHOOK_PUBLIC_URL: jobhook worker needs the web process's URL (the simulator and "
+            "the callback route live there), e.g. JOBHOOK_PUBLIC_URL=http://127.0.0.1:8000; "
+            f"no `jobhook serve` has recorded one in {recorded}"
+        )
+    return "http://127.0.0.1:8000"
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -59,35 +138,83 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from service.services import open_services
     from service.workers.runner import Workers
 
+    full = _prepare(settings)
+    public_url = _worker_public_url(full)
+    log.info("worker.starting", public_url=public_url)
+
     async def run() -> int:
-        full = settings.with_secrets()
-        public_url = full.public_url or "http://127.0.0.1:8000"
+        # First: a SIGTERM while starting also stops gracefully (the default would kill us
+        # with the log's last lines unwritten).
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         async with open_services(full, public_url=public_url) as services:
             workers = Workers(services)
             await workers.start()
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
             await stop.wait()
             await workers.stop()
         return 0
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    finally:
+        flush_logs()
 
 
 def _simulator(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from service.simulator import create_standalone_app
 
+    sock = _listen(args.host, args.port)
     app = create_standalone_app(seed=args.seed, step_seconds=args.step)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{args.port}"
+    log.info(
+        "simulator.started",
+        url=url,
+        message=f"provider simulator on {url}: set JOBHOOK_APIMART_BASE_URL, "
+        f"JOBHOOK_APIFRAME_BASE_URL or JOBHOOK_VTRIX_BASE_URL to {url}",
+    )
+    _run_server(app, sock)
+    return 0
+
+
+def _sample_mask(args: argparse.Namespace) -> int:
+    import base64
+
+    from service.demo import mask_png
+
+    png = mask_png()
+    if args.base64:
+        print(base64.b64encode(png).decode())
+    elif args.file:
+        Path(args.file).write_bytes(png)
+    else:
+        return _fail("name a FILE to write the PNG to, or pass --base64")
+    return 0
+
+
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    from service.backup import backup
+
+    tasks, size = backup(settings, Path(args.file))
+    print(
+        f"jobhook: backed up {settings.database_path} to {args.file} ({tasks} tasks, {size} bytes)"
+    )
+    return 0
+
+
+def _simulator_key(args: argparse.Namespace, settings: Settings) -> int:
+    from service.providers import simulator_key
+
+    print(simulator_key(settings.with_secrets()))
     return 0
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from service.store.base import open_store
+
+    _database_file(settings)
 
     async def run() -> int:
         store = open_store(settings.database_url, synchronous=settings.sqlite_synchronous)
@@ -134,7 +261,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from service import cli_api, demo, tail
+    from service import cli_api, demo, listen, tail
 
     parser = _Parser(
         prog="jobhook",
@@ -150,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the HTTP API (with the embedded simulator)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     serve.add_argument(
         "--no-workers",
         action="store_true",
@@ -163,10 +290,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulator", help="run the provider simulator on its own port")
     sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=9000)
+    sim.add_argument("--port", type=_port, default=9000)
     sim.add_argument("--seed", type=int, default=None, help="make ids deterministic")
     sim.add_argument("--step", type=float, default=1.0, help="seconds per job step (default 1)")
     sim.set_defaults(run=_simulator)
+
+    key = sub.add_parser(
+        "simulator-key",
+        help="print the embedded simulator's API key (for /_sim/_faults when API keys are set)",
+        description="The key the embedded simulator takes, derived from JOBHOOK_SECRET_KEYS "
+        "(or ./var/secret_key): send it as `Authorization: Bearer KEY` to /_sim/_faults. In dev "
+        "mode (no JOBHOOK_API_KEYS) the fault switchboard needs no key.",
+    )
+    key.set_defaults(run=_simulator_key)
+
+    mask = sub.add_parser(
+        "sample-mask",
+        help="write a sample inpaint mask PNG (or print it base64) to try the MODAL flow",
+        description="A 64x64 RGBA mask: an opaque white square in the middle (repaint) on "
+        "transparent (keep), the form APIMart's modal call takes.",
+        epilog="examples:\n  jobhook sample-mask mask.png\n"
+        '  MASK=$(jobhook sample-mask --base64)   # for {"mask": "..."} in POST .../modal\n',
+    )
+    mask.add_argument("file", nargs="?", metavar="FILE", help="where to write the PNG")
+    mask.add_argument("--base64", action="store_true", help="print the PNG base64 instead")
+    mask.set_defaults(run=_sample_mask, client=True)
+
+    backup = sub.add_parser(
+        "backup",
+        help="copy the SQLite database to FILE while jobhook runs (online backup)",
+        description="A consistent copy of the database (SQLite's backup API), made while jobhook "
+        "keeps serving; the copy is one self-contained file, mode 0600 (it holds webhook "
+        "secrets). Restore: stop jobhook, put the copy at the JOBHOOK_DATABASE_URL path.",
+        epilog="example:\n  jobhook backup backups/jobhook-$(date +%F).sqlite3\n",
+    )
+    backup.add_argument("file", metavar="FILE", help="a new file to write")
+    backup.set_defaults(run=_backup)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     migrate.set_defaults(run=_migrate)
@@ -180,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_api.add_parsers(sub, client)
     tail.add_parser(sub)
     demo.add_parser(sub, client)
+    listen.add_parser(sub, client)
     return parser
 
 
@@ -199,8 +359,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
     except ConfigError as exc:
         return _fail(str(exc))
-    configure_logging(level=settings.log_level, fmt=settings.log_format, file=settings.log_file)
-    result: int = args.run(args, settings)
+    try:
+        configure_logging(level=settings.log_level, fmt=settings.log_format, file=settings.log_file)
+    except OSError as exc:
+        return _fail(f"JOBHOOK_LOG_FILE: cannot open {settings.log_file} ({exc.strerror or exc})")
+    try:
+        result: int = args.run(args, settings)
+    except ConfigError as exc:  # found while starting: secrets in ./var, the database file
+        return _fail(str(exc))
     return result
 
 

@@ -17,6 +17,7 @@ from typing import IO, Any
 import httpx
 import orjson
 
+from service.domain.numbers import whole_number
 from service.domain.status import TERMINAL, Status
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -125,7 +126,7 @@ class Api:
             raise ApiError(
                 problem_line(response), EXIT_FAILED if failed else EXIT_USAGE, transient=failed
             )
-        return response.json()
+        return response.json() if response.content else None
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         task: dict[str, Any] = self.request("POST", "/v1/tasks", json=body)
@@ -261,7 +262,9 @@ def _show(api: Api, task: dict[str, Any], args: argparse.Namespace, *, print_id:
         print("\n".join(result_lines(task)))
     else:
         print(task["id"])
-    return exit_code(task) if args.wait else EXIT_OK
+    # `status` says how the task ended whether it waited or not; `submit` without --wait
+    # only says the task was accepted.
+    return exit_code(task) if args.wait or not print_id else EXIT_OK
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -290,6 +293,10 @@ def run_modal(args: argparse.Namespace) -> int:
                 body["mask"] = base64.b64encode(handle.read()).decode()
         except OSError as exc:
             raise ApiError(f"cannot read {args.mask_file}: {exc.strerror}") from None
+    if args.sample_mask:
+        from service.demo import mask_png
+
+        body["mask"] = base64.b64encode(mask_png()).decode()
     with open_api(args) as api:
         return _show(api, api.modal(args.id, body), args, print_id=False)
 
@@ -355,9 +362,10 @@ def run_tasks(args: argparse.Namespace) -> int:
 
 
 def _limit(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 200:
+    number = whole_number(value)
+    if number is None or not 1 <= number <= 200:
         raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 200, got {value!r}")
-    return int(value)
+    return number
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -410,8 +418,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         help="show one task (optionally waiting for it)",
         description="Show a task by its jobhook id or its provider's task id: status, result "
         "URLs (grid, images, videos) or the error.",
-        epilog="exit codes: 0 (with --wait: SUCCESS or MODAL), 1 FAILURE or CANCEL after --wait, "
-        "2 a usage or connection error\n\n"
+        epilog="exit codes: 0 the task is running, MODAL or SUCCESS (with --wait: SUCCESS or "
+        "MODAL), 1 FAILURE or CANCEL, 2 a usage or connection error\n\n"
         "examples:\n  jobhook status task_01J...\n  jobhook status task_01J... --wait --json\n",
     )
     status.add_argument("id", metavar="ID")
@@ -444,13 +452,19 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "transparent = keep). The task goes back to SUBMITTED and on to SUCCESS.",
         epilog="examples:\n"
         "  jobhook modal task_01J... --prompt 'a red leather sofa' --mask-file mask.png --wait\n"
-        "  jobhook modal task_01J... --prompt 'a hat' --mask-url https://cdn.example.com/m.png\n",
+        "  jobhook modal task_01J... --prompt 'a hat' --mask-url https://cdn.example.com/m.png\n"
+        "  jobhook modal task_01J... --prompt 'a red leather sofa' --sample-mask --wait\n",
     )
     modal.add_argument("id", metavar="ID")
     modal.add_argument("--prompt", help="what to paint in the masked area")
     mask = modal.add_mutually_exclusive_group()
     mask.add_argument("--mask-url", metavar="URL", help="a public URL of the mask PNG")
     mask.add_argument("--mask-file", metavar="PNG", help="a local mask PNG (sent base64)")
+    mask.add_argument(
+        "--sample-mask",
+        action="store_true",
+        help="a built-in 64x64 mask (a white square in the middle: repaint it), to try the flow",
+    )
     modal.add_argument("--wait", action="store_true", help=wait_help)
     modal.add_argument("--json", action="store_true", help="print the task as JSON")
     modal.set_defaults(run=run_modal, client=True)

@@ -1,6 +1,12 @@
 """One frozen Settings object, read from JOBHOOK_* variables and a `.env` file.
 
-A bad value raises ConfigError naming the variable; `jobhook serve` prints it as one line.
+A bad value raises ConfigError naming the variable and what is wrong, in one line; `jobhook serve`
+prints it as that one line. Values are checked strictly: integers are ASCII digits within a
+range, seconds are finite decimal numbers within a range (no nan, inf, signs or exponents), keys
+and tokens are printable ASCII without spaces and long enough, URLs parse, enums are enums.
+
+Files jobhook creates are private: directories 0700, files 0600 (`private_dir`,
+`private_file`).
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ import binascii
 import hashlib
 import ipaddress
 import os
+import re
 import secrets
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -27,6 +35,30 @@ PROVIDER_URLS = {
 
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/jobhook.sqlite3"
+
+#: Signing keys for callback tokens and session cookies: at least this many characters (the
+#: generated one has 43: 32 random bytes, URL-safe base64).
+MIN_SECRET_KEY_CHARS = 32
+#: Client API keys (`JOBHOOK_API_KEYS`) and the metrics token: at least this many characters.
+MIN_API_KEY_CHARS = 16
+MIN_METRICS_TOKEN_CHARS = 16
+#: Standard Webhooks secrets: whsec_ + base64 of at least this many bytes (the spec's minimum).
+MIN_WEBHOOK_SECRET_BYTES = 24
+
+#: Accepted ranges, stated in the README's configuration table.
+BYTES_RANGE = (1024, 64 * 1_048_576)
+TIMEOUT_RANGE = (1.0, 7 * 86400.0)
+RECONCILE_RANGE = (1.0, 86400.0)
+SIMULATOR_STEP_RANGE = (0.001, 60.0)
+
+_DIGITS = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+#: printable ASCII without spaces (keys, tokens: they travel in HTTP headers)
+_TOKEN = re.compile(r"[!-~]+")
+_OWNER = re.compile(r"[A-Za-z0-9._@+-]{1,64}")
+#: whitespace and control characters, which no URL or path setting may hold
+_UNSAFE = re.compile(r"[\x00-\x20\x7f-\x9f]|\s")
+_PATH_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class ConfigError(Exception):
@@ -66,6 +98,8 @@ class Settings:
     simulator: bool = True
     #: seconds per step of the embedded simulator's clock
     simulator_step: float = 1.0
+    #: bearer token required to read /metrics and the details of /readyz; None: open
+    metrics_token: str | None = None
 
     @classmethod
     def from_env(
@@ -83,16 +117,82 @@ class Settings:
         """No client keys: jobhook must serve on loopback only."""
         return not self.api_keys
 
+    @property
+    def database_path(self) -> str:
+        """The SQLite file named by database_url."""
+        return self.database_url.removeprefix("sqlite:///")
+
     def with_secrets(self) -> Settings:
-        """Fill secret_keys and webhook_secret from ./var, generating them on first run."""
-        secret_keys = self.secret_keys or (_load_or_create(self.var_dir / "secret_key", 32),)
-        webhook = self.webhook_secret or _load_or_create(self.var_dir / "webhook_secret", 24)
+        """Fill secret_keys and webhook_secret from ./var, generating them on first run.
+
+        Raises ConfigError (naming JOBHOOK_VAR_DIR) when they cannot be made or read, or what
+        is there is not a valid key."""
+        secret_keys = self.secret_keys
+        if not secret_keys:
+            key = _load_or_create(self.var_dir / "secret_key", 32)
+            if len(key) < MIN_SECRET_KEY_CHARS or not _TOKEN.fullmatch(key):
+                raise ConfigError(
+                    f"JOBHOOK_VAR_DIR: {self.var_dir / 'secret_key'} does not hold a signing key "
+                    f"(printable ASCII, at least {MIN_SECRET_KEY_CHARS} characters)"
+                )
+            secret_keys = (key,)
+        webhook = self.webhook_secret
+        if webhook is None:
+            webhook = _load_or_create(self.var_dir / "webhook_secret", 24)
+            if not _is_whsec(webhook):
+                raise ConfigError(
+                    f"JOBHOOK_VAR_DIR: {self.var_dir / 'webhook_secret'} does not hold a "
+                    "whsec_ secret"
+                )
         return replace(self, secret_keys=secret_keys, webhook_secret=webhook)
 
 
+def private_dir(path: Path) -> None:
+    """Make the directory `path` (and missing parents): one made here is 0700. One that exists
+    keeps its mode (it may be the working directory)."""
+    if path.is_dir():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:  # made by another process meanwhile (or not a directory)
+        if not path.is_dir():
+            raise
+
+
+def private_file(path: Path) -> bool:
+    """Create `path` empty with mode 0600 (its directory by private_dir) unless it exists;
+    True when it was created here. An existing file keeps its mode."""
+    private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def close_to_others(path: Path) -> bool:
+    """Take away what `path` grants to others (neither its owner nor its group): True if it
+    granted anything. A missing file, or one this process may not chmod, is left as it is."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if not mode & 0o007:
+            return False
+        os.chmod(path, mode & ~0o007)
+    except OSError:
+        return False
+    return True
+
+
 def _read_env_file(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{path}: cannot be read ({reason})") from None
     out: dict[str, str] = {}
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
@@ -106,9 +206,20 @@ def _read_env_file(path: Path) -> dict[str, str]:
 
 
 def _load_or_create(path: Path, nbytes: int) -> str:
+    try:
+        return _read_or_create(path, nbytes)
+    except OSError as exc:
+        raise ConfigError(
+            f"JOBHOOK_VAR_DIR: cannot create or read {path} ({exc.strerror or exc})"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"JOBHOOK_VAR_DIR: {path} is not UTF-8 text") from None
+
+
+def _read_or_create(path: Path, nbytes: int) -> str:
     if path.is_file():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     if path.name == "webhook_secret":  # Standard Webhooks: whsec_ + standard base64
         value = "whsec_" + base64.b64encode(secrets.token_bytes(nbytes)).decode()
     else:
@@ -126,96 +237,178 @@ def _load_or_create(path: Path, nbytes: int) -> str:
     return value
 
 
-def _number(values: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = values.get(name, "").strip()
+def _show(raw: str) -> str:
+    """A value for an error message: quoted (control characters escaped), at most ~80 chars."""
+    return repr(raw if len(raw) <= 80 else raw[:77] + "...")
+
+
+def _text(values: Mapping[str, str], name: str) -> str:
+    return values.get(name, "").strip()
+
+
+def _seconds(
+    values: Mapping[str, str], name: str, default: float, *, within: tuple[float, float]
+) -> float:
+    raw = _text(values, name)
     if not raw:
         return default
-    try:
-        number = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from None
-    if number < minimum:
-        raise ConfigError(f"{name}: must be at least {minimum:g}, got {raw!r}")
+    low, high = within
+    number = float(raw) if _DECIMAL.fullmatch(raw) else None
+    if number is None or not low <= number <= high:
+        raise ConfigError(
+            f"{name}: expected a number of seconds from {low:g} to {high:g}, got {_show(raw)}"
+        )
     return number
+
+
+def _bytes(values: Mapping[str, str], name: str, default: int) -> int:
+    raw = _text(values, name)
+    if not raw:
+        return default
+    low, high = BYTES_RANGE
+    # at most 12 digits: int() of a very long string is slow (and refused past 4300 digits)
+    number = int(raw) if _DIGITS.fullmatch(raw) and len(raw) <= 12 else None
+    if number is None or not low <= number <= high:
+        raise ConfigError(
+            f"{name}: expected a whole number of bytes from {low} to {high}, got {_show(raw)}"
+        )
+    return number
+
+
+def _choice(values: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (any case), or `default` when unset."""
+    raw = _text(values, name)
+    if not raw:
+        return default
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise ConfigError(f"{name}: expected one of {'|'.join(choices)}, got {_show(raw)}")
 
 
 def _is_whsec(value: str) -> bool:
     if not value.startswith("whsec_"):
         return False
     try:
-        return len(base64.b64decode(value.removeprefix("whsec_"), validate=True)) >= 16
+        secret = base64.b64decode(value.removeprefix("whsec_"), validate=True)
     except (binascii.Error, ValueError):
         return False
+    return len(secret) >= MIN_WEBHOOK_SECRET_BYTES
 
 
 def _flag(values: Mapping[str, str], name: str, *, default: bool) -> bool:
-    raw = values.get(name, "").strip().lower()
+    raw = _text(values, name).lower()
     if not raw:
         return default
     if raw in ("1", "true", "on", "yes"):
         return True
     if raw in ("0", "false", "off", "no"):
         return False
-    raise ConfigError(f"{name}: expected on or off, got {raw!r}")
+    raise ConfigError(f"{name}: expected on or off, got {_show(raw)}")
 
 
 def _url(name: str, raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{name}: expected an http(s) URL, got {raw!r}")
+    if _UNSAFE.search(raw):
+        raise ConfigError(f"{name}: a URL must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(raw)
+        port = parts.port  # parses it: a bad port raises here
+    except ValueError as exc:
+        raise ConfigError(f"{name}: not a valid URL ({exc}): {_show(raw)}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise ConfigError(f"{name}: expected an http(s) URL with a host, got {_show(raw)}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"{name}: must not carry a user or password (user:password@)")
+    if parts.query or parts.fragment or raw.endswith(("?", "#")):
+        raise ConfigError(f"{name}: must not have a query or fragment, got {_show(raw)}")
     return raw.rstrip("/")
 
 
+def _path(name: str, raw: str) -> str:
+    if _PATH_UNSAFE.search(raw):
+        raise ConfigError(f"{name}: a path must not contain control characters, got {_show(raw)}")
+    return raw
+
+
+def _token(name: str, raw: str, *, minimum: int, what: str = "the value") -> str:
+    """A key or token: printable ASCII without spaces, at least `minimum` characters. The value
+    itself is never part of the message (it is a secret)."""
+    if not _TOKEN.fullmatch(raw):
+        raise ConfigError(f"{name}: {what} must be printable ASCII without spaces")
+    if len(raw) < minimum:
+        raise ConfigError(
+            f"{name}: {what} has {len(raw)} characters; at least {minimum} are needed"
+        )
+    return raw
+
+
 def _api_keys(raw: str) -> dict[str, str]:
+    name_ = "JOBHOOK_API_KEYS"
     keys: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in raw.split(","))):
+    for n, item in enumerate(filter(None, (part.strip() for part in raw.split(","))), 1):
         name, sep, key = item.partition(":")
         if not sep:
             key, name = item, "key_" + hashlib.sha256(item.encode()).hexdigest()[:10]
-        if len(key) < 8 or not name:
-            raise ConfigError("JOBHOOK_API_KEYS: each key needs at least 8 characters")
+        elif not _OWNER.fullmatch(name):
+            raise ConfigError(
+                f"{name_}: the owner name of key {n} must be 1-64 of A-Z a-z 0-9 . _ @ + -"
+            )
+        _token(name_, key, minimum=MIN_API_KEY_CHARS, what=f"key {n}")
+        if key in keys:
+            raise ConfigError(f"{name_}: key {n} is listed twice")
         keys[key] = name
     return keys
 
 
+def _secret_keys(raw: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    for n, key in enumerate(keys, 1):
+        _token("JOBHOOK_SECRET_KEYS", key, minimum=MIN_SECRET_KEY_CHARS, what=f"key {n}")
+    return keys
+
+
 def _parse(values: Mapping[str, str]) -> Settings:
-    get = values.get
-    database_url = get("JOBHOOK_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    database_url = _text(values, "JOBHOOK_DATABASE_URL") or DEFAULT_DATABASE_URL
     if not database_url.startswith("sqlite:///"):
         raise ConfigError(
             f"JOBHOOK_DATABASE_URL: expected sqlite:///path (PostgreSQL is not supported yet), "
-            f"got {database_url.split(':', 1)[0]}:..."
+            f"got {database_url.split(':', 1)[0][:20]!r}:..."
         )
-    synchronous = (get("JOBHOOK_SQLITE_SYNCHRONOUS", "") or "NORMAL").strip().upper()
-    if synchronous not in ("NORMAL", "FULL"):
+    db_path = _path("JOBHOOK_DATABASE_URL", database_url.removeprefix("sqlite:///"))
+    if db_path in ("", ":memory:") or db_path.endswith("/"):
         raise ConfigError(
-            f"JOBHOOK_SQLITE_SYNCHRONOUS: expected NORMAL or FULL, got {synchronous!r}"
+            f"JOBHOOK_DATABASE_URL: expected sqlite:///path naming a file, got {_show(db_path)}"
         )
+    synchronous = _choice(values, "JOBHOOK_SQLITE_SYNCHRONOUS", "NORMAL", ("NORMAL", "FULL"))
     allow: list[IPNetwork] = []
-    for cidr in filter(None, (c.strip() for c in get("JOBHOOK_OUTBOUND_ALLOW", "").split(","))):
+    cidrs = (c.strip() for c in values.get("JOBHOOK_OUTBOUND_ALLOW", "").split(","))
+    for cidr in filter(None, cidrs):
         try:
             allow.append(ipaddress.ip_network(cidr, strict=False))
         except ValueError:
-            raise ConfigError(f"JOBHOOK_OUTBOUND_ALLOW: {cidr!r} is not a CIDR") from None
-    webhook_secret = get("JOBHOOK_WEBHOOK_SECRET", "").strip() or None
+            raise ConfigError(f"JOBHOOK_OUTBOUND_ALLOW: {_show(cidr)} is not a CIDR") from None
+    webhook_secret = _text(values, "JOBHOOK_WEBHOOK_SECRET") or None
     if webhook_secret is not None and not _is_whsec(webhook_secret):
-        raise ConfigError("JOBHOOK_WEBHOOK_SECRET: expected whsec_ followed by base64")
-    public_url = get("JOBHOOK_PUBLIC_URL", "").strip() or None
+        raise ConfigError(
+            "JOBHOOK_WEBHOOK_SECRET: expected whsec_ followed by standard base64 of at least "
+            f"{MIN_WEBHOOK_SECRET_BYTES} bytes"
+        )
+    public_url = _text(values, "JOBHOOK_PUBLIC_URL") or None
     provider_keys = {
-        p: get(f"{p.upper()}_API_KEY", "").strip()
+        p: _token(f"{p.upper()}_API_KEY", key, minimum=1)
         for p in PROVIDER_URLS
-        if get(f"{p.upper()}_API_KEY", "").strip()
+        if (key := _text(values, f"{p.upper()}_API_KEY"))
     }
-    provider_urls = {
-        p: _url(f"JOBHOOK_{p.upper()}_BASE_URL", get(f"JOBHOOK_{p.upper()}_BASE_URL", "") or url)
-        for p, url in PROVIDER_URLS.items()
-    }
-    api_keys = _api_keys(get("JOBHOOK_API_KEYS", ""))
+    provider_urls = {}
+    for p, url in PROVIDER_URLS.items():
+        name = f"JOBHOOK_{p.upper()}_BASE_URL"
+        provider_urls[p] = _url(name, _text(values, name) or url)
+    api_keys = _api_keys(values.get("JOBHOOK_API_KEYS", ""))
     # The simulator is a development fake: on by default only in loopback-only dev mode.
     simulator = _flag(values, "JOBHOOK_SIMULATOR", default=not api_keys)
     simulators = ("simulator", "simulator-apimart", "simulator-vtrix")
     fallback = "simulator" if simulator else next(iter(provider_keys), "")
-    default_provider = (get("JOBHOOK_DEFAULT_PROVIDER", "") or fallback).strip()
+    default_provider = _text(values, "JOBHOOK_DEFAULT_PROVIDER") or fallback
     if not default_provider:
         raise ConfigError(
             "JOBHOOK_DEFAULT_PROVIDER: no provider is enabled; set APIMART_API_KEY, "
@@ -224,7 +417,7 @@ def _parse(values: Mapping[str, str]) -> Settings:
     if default_provider not in (*simulators, *PROVIDER_URLS):
         raise ConfigError(
             f"JOBHOOK_DEFAULT_PROVIDER: expected one of {', '.join(simulators)}, "
-            f"{', '.join(PROVIDER_URLS)}; got {default_provider!r}"
+            f"{', '.join(PROVIDER_URLS)}; got {_show(default_provider)}"
         )
     if default_provider in PROVIDER_URLS and default_provider not in provider_keys:
         raise ConfigError(
@@ -236,46 +429,34 @@ def _parse(values: Mapping[str, str]) -> Settings:
             "JOBHOOK_DEFAULT_PROVIDER: the simulator is off (JOBHOOK_SIMULATOR=off); "
             "name a provider with a key"
         )
-    log_level = (get("JOBHOOK_LOG_LEVEL", "") or "info").strip().lower()
-    if log_level not in ("debug", "info", "warning", "error"):
-        raise ConfigError(
-            f"JOBHOOK_LOG_LEVEL: expected debug|info|warning|error, got {log_level!r}"
-        )
-    log_format = (get("JOBHOOK_LOG_FORMAT", "") or "auto").strip().lower()
-    if log_format not in ("auto", "json", "console"):
-        raise ConfigError(f"JOBHOOK_LOG_FORMAT: expected auto|json|console, got {log_format!r}")
-    max_body = _number(values, "JOBHOOK_MAX_BODY_BYTES", 1_048_576, minimum=1024)
-    max_upload = _number(values, "JOBHOOK_MAX_UPLOAD_BYTES", 17 * 1_048_576, minimum=1024)
-    for name, value in (
-        ("JOBHOOK_MAX_BODY_BYTES", max_body),
-        ("JOBHOOK_MAX_UPLOAD_BYTES", max_upload),
-    ):
-        if value != int(value):
-            raise ConfigError(f"{name}: expected a whole number of bytes")
+    levels = ("debug", "info", "warning", "error")
+    log_file = _text(values, "JOBHOOK_LOG_FILE") or None
+    metrics_token = _text(values, "JOBHOOK_METRICS_TOKEN") or None
+    if metrics_token is not None:
+        _token("JOBHOOK_METRICS_TOKEN", metrics_token, minimum=MIN_METRICS_TOKEN_CHARS)
     return Settings(
         database_url=database_url,
         api_keys=api_keys,
-        secret_keys=tuple(
-            k.strip() for k in get("JOBHOOK_SECRET_KEYS", "").split(",") if k.strip()
-        ),
+        secret_keys=_secret_keys(values.get("JOBHOOK_SECRET_KEYS", "")),
         public_url=_url("JOBHOOK_PUBLIC_URL", public_url) if public_url else None,
         webhook_secret=webhook_secret,
         outbound_allow=tuple(allow),
         default_provider=default_provider,
-        modal_timeout=_number(values, "JOBHOOK_MODAL_TIMEOUT", 1800, minimum=1),
-        queue_timeout=_number(values, "JOBHOOK_QUEUE_TIMEOUT", 7200, minimum=1),
-        run_timeout=_number(values, "JOBHOOK_RUN_TIMEOUT", 3600, minimum=1),
-        submit_timeout=_number(values, "JOBHOOK_SUBMIT_TIMEOUT", 300, minimum=1),
-        reconcile_after=_number(values, "JOBHOOK_RECONCILE_AFTER", 60, minimum=1),
-        max_body_bytes=int(max_body),
-        max_upload_bytes=int(max_upload),
+        modal_timeout=_seconds(values, "JOBHOOK_MODAL_TIMEOUT", 1800, within=TIMEOUT_RANGE),
+        queue_timeout=_seconds(values, "JOBHOOK_QUEUE_TIMEOUT", 7200, within=TIMEOUT_RANGE),
+        run_timeout=_seconds(values, "JOBHOOK_RUN_TIMEOUT", 3600, within=TIMEOUT_RANGE),
+        submit_timeout=_seconds(values, "JOBHOOK_SUBMIT_TIMEOUT", 300, within=TIMEOUT_RANGE),
+        reconcile_after=_seconds(values, "JOBHOOK_RECONCILE_AFTER", 60, within=RECONCILE_RANGE),
+        max_body_bytes=_bytes(values, "JOBHOOK_MAX_BODY_BYTES", 1_048_576),
+        max_upload_bytes=_bytes(values, "JOBHOOK_MAX_UPLOAD_BYTES", 17 * 1_048_576),
         sqlite_synchronous=synchronous,
         provider_keys=provider_keys,
         provider_urls=provider_urls,
-        var_dir=Path(get("JOBHOOK_VAR_DIR", "") or "var"),
-        log_level=log_level,
-        log_format=log_format,
-        log_file=get("JOBHOOK_LOG_FILE", "").strip() or None,
+        var_dir=Path(_path("JOBHOOK_VAR_DIR", _text(values, "JOBHOOK_VAR_DIR") or "var")),
+        log_level=_choice(values, "JOBHOOK_LOG_LEVEL", "info", levels),
+        log_format=_choice(values, "JOBHOOK_LOG_FORMAT", "auto", ("auto", "json", "console")),
+        log_file=_path("JOBHOOK_LOG_FILE", log_file) if log_file else None,
         simulator=simulator,
-        simulator_step=_number(values, "JOBHOOK_SIMULATOR_STEP", 1.0, minimum=0.001),
+        simulator_step=_seconds(values, "JOBHOOK_SIMULATOR_STEP", 1.0, within=SIMULATOR_STEP_RANGE),
+        metrics_token=metrics_token,
     )

@@ -20,10 +20,10 @@ import orjson
 from service.cli_api import Api, ApiError, open_api
 
 APIMART = "simulator-apimart"
-#: The image the image-guided flows point at. A public address literal passes jobhook's SSRF
-#: guard on machines without DNS (it is example.com's); the simulator never fetches it.
-IMAGE_URL = "https://93.184.215.14/jobhook-demo/product.png"
-END_URL = "https://93.184.215.14/jobhook-demo/sunset.png"
+#: The images the image-guided flows point at: served by the simulator of the jobhook the demo
+#: talks to (loopback, which jobhook's dev mode lets through; never another host).
+IMAGE_PATH = "/_sim/images/demo-product.png"
+END_PATH = "/_sim/images/demo-sunset.png"
 
 
 def mask_png(size: int = 64) -> bytes:
@@ -93,6 +93,8 @@ class Demo:
         self.out = out
         self.step_delay = step_delay
         self.steps: list[Step] = []
+        self.image_url = api.base_url + IMAGE_PATH
+        self.end_url = api.base_url + END_PATH
 
     def say(self, text: str = "", end: str = "\n") -> None:
         self.out.write(text + end)
@@ -258,7 +260,7 @@ def flow_b(d: Demo) -> None:
             "action": "imagine",
             "params": {
                 "prompt": "turn this product into a luxury studio photo",
-                "image_urls": [IMAGE_URL],
+                "image_urls": [d.image_url],
                 "iw": 1.5,
                 "aspect_ratio": "1:1",
             },
@@ -334,7 +336,7 @@ def flow_e(d: Demo) -> None:
             "action": "video",
             "params": {
                 "prompt": "city traffic at night, neon reflections, slow camera dolly",
-                "image_urls": [IMAGE_URL],
+                "image_urls": [d.image_url],
                 "video_type": "vid_1.1_i2v_720",
                 "batch_size": 4,
             },
@@ -349,8 +351,8 @@ def flow_e(d: Demo) -> None:
             "action": "video",
             "params": {
                 "prompt": "transition smoothly from sunrise to sunset",
-                "image_urls": [IMAGE_URL],
-                "end_url": END_URL,
+                "image_urls": [d.image_url],
+                "end_url": d.end_url,
                 "video_type": "vid_1.1_i2v_720",
             },
         },

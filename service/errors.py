@@ -10,6 +10,7 @@ JobhookError
 ├── PayloadTooLarge       413  body over JOBHOOK_MAX_BODY_BYTES
 ├── ProviderRejected      4xx/502  the provider refused the request (its message and code kept)
 ├── ProviderUnavailable   502  the provider could not be reached or answered 5xx
+│   └── ProviderBusy      503  the provider answered 429 (its rate or concurrency limit)
 └── StoreUnavailable      503  the store could not commit; the caller should retry
 """
 
@@ -125,6 +126,13 @@ class ProviderUnavailable(JobhookError):
         #: False when the request never reached the provider (connection refused): safe to resend
         self.reached = reached
         super().__init__(message)
+
+
+class ProviderBusy(ProviderUnavailable):
+    """The provider is rate limiting jobhook (it answered 429); retry later."""
+
+    status = 503
+    slug = "provider-busy"
 
 
 class StoreUnavailable(JobhookError):

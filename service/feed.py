@@ -27,8 +27,9 @@ class ChangeFeed:
         while not self._stop.is_set():
             try:
                 await self.once()
-            except JobhookError as exc:
-                log.warning("feed.error", error=exc.detail)
+            except Exception as exc:  # never let the loop die: live views would go quiet
+                detail = exc.detail if isinstance(exc, JobhookError) else repr(exc)
+                log.warning("feed.error", error=detail[:500])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.interval)
 
@@ -36,7 +37,10 @@ class ChangeFeed:
         """Publish what changed since the last look; the hub drops what it has already seen."""
         changes = await self.svc.store.changed_since(self._since)
         for owner, task in changes:
-            self.svc.hub.publish(task, owner)
+            try:
+                self.svc.hub.publish(task, owner)
+            except Exception as exc:  # one bad task is logged and skipped, never the rest
+                log.error("feed.task_skipped", task_id=task.get("id"), error=repr(exc)[:500])
             self._since = max(self._since, task["updated_at"])
         return len(changes)
 

@@ -10,15 +10,19 @@ import atexit
 import contextlib
 import functools
 import logging
+import os
 import re
 import sys
 import threading
+import weakref
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import IO, Any, TextIO, cast
 
 import orjson
 import structlog
+
+from service.config import private_dir
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 _LEVELS["error"] = logging.ERROR
@@ -103,10 +107,18 @@ def configure_logging(
     )
 
 
+def flush_logs() -> None:
+    """Write every batched log line now: for shutdown paths where `atexit` will not run
+    (uvicorn re-raises SIGTERM after its graceful shutdown, which ends the process)."""
+    for batch in list(_batches):
+        batch.flush()
+
+
 class _Batched:
     """A bytes logger that writes lines in batches: at most `DELAY` seconds after the first
-    line of a batch (on the event loop), at once outside one, and at exit. structlog's
-    BytesLogger writes and flushes every line, a syscall on each request's hot path."""
+    line of a batch (on the event loop), at once outside one, at exit and on `flush_logs()`.
+    structlog's BytesLogger writes and flushes every line, a syscall on each request's hot
+    path."""
 
     DELAY = 0.05
     MAX_LINES = 256
@@ -115,34 +127,40 @@ class _Batched:
         self._out = out
         self._lines: list[bytes] = []
         self._lock = threading.Lock()
-        self._scheduled = False
+        #: the loop a flush is scheduled on (None: none is); a loop that closes before its
+        #: flush runs drops it, so a line logged on another loop schedules its own
+        self._scheduled: asyncio.AbstractEventLoop | None = None
         atexit.register(self.flush)
+        _batches.add(self)
 
     def msg(self, message: bytes) -> None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread (a CLI, the writer thread): now
+            loop = None
         with self._lock:
             self._lines.append(message)
-            full = len(self._lines) >= self.MAX_LINES
-            schedule = not self._scheduled and not full
+            now = loop is None or len(self._lines) >= self.MAX_LINES
+            schedule = not now and self._scheduled is not loop
             if schedule:
-                self._scheduled = True
-        if full:
+                self._scheduled = loop
+        if now:
             self.flush()
-            return
-        if schedule:
-            try:
-                asyncio.get_running_loop().call_later(self.DELAY, self.flush)
-            except RuntimeError:  # no loop in this thread (a CLI, the writer thread): now
-                self.flush()
+        elif schedule and loop is not None:
+            loop.call_later(self.DELAY, self.flush)
 
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
     def flush(self) -> None:
         with self._lock:
-            lines, self._lines, self._scheduled = self._lines, [], False
+            lines, self._lines, self._scheduled = self._lines, [], None
         if lines:
             with contextlib.suppress(ValueError, OSError):  # the stream closed under us
                 self._out.write(b"\n".join(lines) + b"\n")
                 self._out.flush()
+
+
+_batches: weakref.WeakSet[_Batched] = weakref.WeakSet()
 
 
 class _BatchedFactory:
@@ -154,11 +172,13 @@ class _BatchedFactory:
 
 
 class _JSONFile:
-    """A processor that appends each line, as JSON, to a file, then passes it on."""
+    """A processor that appends each line, as JSON, to a file, then passes it on. A file made
+    here is 0600 (its directory, if made here too, 0700); an existing one keeps its mode."""
 
     def __init__(self, path: str) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the process
+        private_dir(Path(path).parent)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file = os.fdopen(fd, "ab")  # lives as long as the process
         self._lines = _Batched(self._file)
 
     def __call__(

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from ipaddress import ip_network
 
 import httpx
 
-from service.config import Settings
+from service.config import IPNetwork, Settings
 from service.hub import Hub
 from service.ingest import Ingest
 from service.metrics import Metrics
@@ -77,9 +78,22 @@ async def open_services(
             public_url=public_url,
             sessions=SessionCookies(settings.secret_keys),
             guard=OutboundGuard(
-                allow=settings.outbound_allow, resolver=resolver or system_resolver
+                allow=_outbound_allow(settings), resolver=resolver or system_resolver
             ),
         )
     finally:
         await http.aclose()
         await store.close()
+
+
+#: Loopback, open outbound in dev mode: webhooks to `jobhook listen`, the simulator's images.
+LOOPBACK = (ip_network("127.0.0.0/8"), ip_network("::1/128"))
+
+
+def _outbound_allow(settings: Settings) -> tuple[IPNetwork, ...]:
+    """JOBHOOK_OUTBOUND_ALLOW, plus loopback in dev mode: with no API keys jobhook serves only
+    loopback clients with loopback Host names, who can reach this machine's services anyway."""
+    extra = (
+        tuple(n for n in LOOPBACK if n not in settings.outbound_allow) if settings.dev_mode else ()
+    )
+    return (*settings.outbound_allow, *extra)

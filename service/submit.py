@@ -12,7 +12,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -27,15 +26,18 @@ from service.domain.models import (
 from service.domain.status import Status
 from service.errors import (
     Conflict,
+    ProviderBusy,
     ProviderRejected,
     ProviderUnavailable,
     StoreUnavailable,
     ValidationFailed,
 )
 from service.logging import log
+from service.providers import params as check
 from service.providers.base import Parent, Provider, ProviderRequest, Submitted
 from service.providers.client import send
 from service.security.ssrf import UnsafeURL, check_fetch_urls
+from service.security.urls import MAX_URL_CHARS, BadURL, parse_url
 from service.services import Services
 from service.store.base import Applied, IdempotencyKey, NewTask, Schedule
 from service.workers import schedule
@@ -82,9 +84,11 @@ def parse_submit(body: Mapping[str, Any]) -> SubmitRequest:
         or not 1 <= params["index"] <= 4
     ):
         raise ValidationFailed("params.index", "expected an integer from 1 to 4")
-    for name in ("provider", "parent_id", "callback_url"):
-        if body.get(name) is not None and not isinstance(body[name], str):
-            raise ValidationFailed(name, "expected a string")
+    check.bounded(params)
+    for name, longest in (("provider", 64), ("parent_id", 128), ("callback_url", MAX_URL_CHARS)):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > longest):
+            raise ValidationFailed(name, f"expected a string of at most {longest} characters")
     callback_url = body.get("callback_url")
     if callback_url is not None:
         _check_url("callback_url", callback_url)
@@ -106,9 +110,10 @@ def parse_submit(body: Mapping[str, Any]) -> SubmitRequest:
 
 
 def _check_url(field: str, value: str) -> None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationFailed(field, "expected an absolute http(s) URL")
+    try:
+        parse_url(value)
+    except BadURL as exc:
+        raise ValidationFailed(field, f"expected an absolute http(s) URL: {exc.reason}") from None
 
 
 def request_hash(body: Mapping[str, Any]) -> str:
@@ -156,15 +161,6 @@ async def submit(
         raise ValidationFailed("provider", f"{name!r} is not enabled here (enabled: {enabled})")
     if req.action not in provider.actions:
         raise ValidationFailed("action", f"{provider.name} does not offer {req.action!r}")
-    for key in EXTERNAL_PARENT_PARAMS:
-        ref = req.params.get(key)
-        # A provider id that is another owner's jobhook task is not this caller's to act on.
-        if (
-            isinstance(ref, str)
-            and await svc.store.get_task(ref, owner=owner) is None
-            and await svc.store.get_task(ref, owner=None) is not None
-        ):
-            raise ValidationFailed(f"params.{key}", "no such task")
     parent = None
     if parent_task is not None:
         parent = Parent(
@@ -173,6 +169,17 @@ async def submit(
             params=parent_task["params"] or {},
         )
     params = provider.validate(req.action, req.params, parent)
+    # Judged on the cleaned params, the very values the provider gets: a check on what the
+    # client sent would miss " <id>", which the adapter strips before sending.
+    for key in EXTERNAL_PARENT_PARAMS:
+        ref = params.get(key)
+        # A provider id that is another owner's jobhook task is not this caller's to act on.
+        if (
+            isinstance(ref, str)
+            and await svc.store.get_task(ref, owner=owner) is None
+            and await svc.store.get_task(ref, owner=None) is not None
+        ):
+            raise ValidationFailed(f"params.{key}", "no such task")
     # URLs the provider will fetch, and the URL we will call: public addresses only.
     await check_fetch_urls(svc.guard, params)
     if req.callback_url is not None:
@@ -249,7 +256,11 @@ async def _send(svc: Services, provider: Provider, request: ProviderRequest) -> 
             # Resend only what cannot bill twice: a request that never arrived, a 429 (refused
             # before any work), or any failure at a provider that honours our Idempotency-Key
             # (the task id). A timeout or 5xx elsewhere may have created the task.
-            refused = not exc.reached or (response is not None and response.status_code == 429)
+            refused = (
+                not exc.reached
+                or isinstance(exc, ProviderBusy)
+                or (response is not None and response.status_code == 429)
+            )
             wait = exc.retry_after if exc.retry_after is not None else 0.5 * attempt
             if (
                 attempt == SUBMIT_ATTEMPTS

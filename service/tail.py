@@ -15,6 +15,8 @@ from typing import IO, Any
 
 import orjson
 
+from service.domain.numbers import whole_number
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _LEVEL_ALIASES = {"warn": "warning", "exception": "error", "fatal": "critical"}
 _LEVEL_LABELS = {"debug": "DEBUG", "info": "INFO", "warning": "WARN", "error": "ERROR"}
@@ -306,9 +308,10 @@ def _level(value: str) -> str:
 
 
 def _count(value: str) -> int:
-    if not value.isdigit():
+    number = whole_number(value)
+    if number is None:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}")
-    return int(value)
+    return number
 
 
 def add_parser(sub: Any) -> None:

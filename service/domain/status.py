@@ -130,9 +130,15 @@ def decide(state: TaskState, obs: Observation) -> Decision:
     if new is Status.MODAL and state.modal_entered:
         return keep("stale", "the task has already been through MODAL")
 
-    # Terminal progress is 100 for every ending, so the final state does not depend on the
-    # order in which progress and terminal observations arrived.
-    progress = 100 if new in TERMINAL else max(state.progress, claimed or 0)
+    # SUCCESS is 100% done. FAILURE and CANCEL keep how far the task got (a failed task is not
+    # done, whatever 100% a provider reports with the failure); a running task's progress only
+    # goes up.
+    if new is Status.SUCCESS:
+        progress = 100
+    elif new in TERMINAL:
+        progress = state.progress
+    else:
+        progress = max(state.progress, claimed or 0)
     return Decision(
         outcome="applied",
         status=new,

@@ -53,4 +53,6 @@ def event_view(row: Row) -> dict[str, Any]:
         "progress": row["progress"],
         "received_at": row["received_at"],
         "detail": _json(row["detail"]),
+        #: later replays of this same delivery (a duplicate counts them instead of new rows)
+        "repeats": row["repeats"],
     }

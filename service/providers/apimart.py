@@ -9,6 +9,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from service.domain.models import Observation, Result, empty_result, task_error
+from service.domain.numbers import whole_number
 from service.domain.status import Status
 from service.errors import (
     JobhookError,
@@ -349,8 +350,8 @@ def _error(response: ProviderResponse, body: Mapping[str, Any] | None) -> Jobhoo
 
 def _code(body: Mapping[str, Any] | None) -> int | None:
     value = body.get("code") if body is not None else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if isinstance(value, str):
+        return whole_number(value.strip())
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 

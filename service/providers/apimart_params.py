@@ -23,6 +23,8 @@ DIMENSIONS: Final = frozenset({"SQUARE", "PORTRAIT", "LANDSCAPE"})
 #: Midjourney's seed range.
 SEED_MAX: Final = 4_294_967_295
 _VIDEO_TYPE_RE: Final = re.compile(r"vid_\d+\.\d+_i2v_(480|720)")
+#: A reference given by code, not URL: a style number, `random`, a code with its `::weight`.
+_REF_CODE_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 Check = Callable[[str, Any], Any]
 
@@ -98,13 +100,33 @@ def _niji(field: str, value: Any) -> str | bool:
 
 
 def _refs(field: str, value: Any) -> str | list[str]:
-    if isinstance(value, list):
-        if not value or not all(isinstance(item, str) and item.strip() for item in value):
-            raise ValidationFailed(_name(field), "must be a string or a non-empty list of strings")
-        return [item.strip() for item in value]
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationFailed(_name(field), "must be a string or a non-empty list of strings")
-    return value.strip()
+    """Reference images (`cref`, `sref`): each a public http(s) URL, or a Midjourney code such
+    as a style's number (`sref 1234567`, `random`); the URLs go through the outbound guard."""
+    items = value if isinstance(value, list) else [value]
+    if not items or len(items) > check.MAX_ITEMS:
+        raise ValidationFailed(
+            _name(field), f"must be a reference or a list of 1 to {check.MAX_ITEMS}"
+        )
+    cleaned = [
+        _ref(f"{_name(field)}[{n}]" if isinstance(value, list) else _name(field), item)
+        for n, item in enumerate(items)
+    ]
+    return cleaned if isinstance(value, list) else cleaned[0]
+
+
+def _ref(field: str, value: Any) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    if "://" in text:
+        return check.http_url(field, text)
+    if not _REF_CODE_RE.fullmatch(text):
+        raise ValidationFailed(
+            field, "must be an http(s) URL or a reference code (letters, digits)"
+        )
+    return text
+
+
+def _task_id(field: str, value: Any) -> str:
+    return check.provider_id(_name(field), value, what="an APIMart task id")
 
 
 def _direction(field: str, value: Any) -> str:
@@ -183,7 +205,7 @@ _shape: dict[str, Check] = {
 }
 _follow: dict[str, Check] = {
     **_common,
-    "task_id": _text,
+    "task_id": _task_id,
     "index": _whole(1, 4),
     "custom_id": _text,
 }

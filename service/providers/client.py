@@ -44,14 +44,16 @@ async def send(
                 if len(body) > MAX_RESPONSE_BYTES:
                     raise ProviderUnavailable(f"{provider.name} answered with an oversized body")
     except (httpx.TimeoutException, TimeoutError):
-        log.warning("provider.request", provider=provider.name, path=request.path, error="timeout")
-        raise ProviderUnavailable(f"{provider.name} did not answer within {timeout:g} s") from None
-    except httpx.HTTPError as exc:
-        log.warning(
-            "provider.request", provider=provider.name, path=request.path, error=type(exc).__name__
-        )
+        log.warning("provider.request", provider=provider.name, url=url, error="timeout")
         raise ProviderUnavailable(
-            f"could not reach {provider.name}: {type(exc).__name__}",
+            f"{provider.name} did not answer within {timeout:g} s ({request.method} {url})"
+        ) from None
+    except httpx.HTTPError as exc:
+        # The URL tried is named: "could not reach" alone leaves the operator guessing which
+        # base URL (JOBHOOK_PUBLIC_URL, a provider's) is wrong. It never carries a key.
+        log.warning("provider.request", provider=provider.name, url=url, error=type(exc).__name__)
+        raise ProviderUnavailable(
+            f"could not reach {provider.name} at {url}: {type(exc).__name__}",
             reached=not isinstance(exc, httpx.ConnectError),
         ) from None
     log.debug(

@@ -9,14 +9,65 @@ import binascii
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
-from urllib.parse import urlsplit
+
+import orjson
 
 from service.errors import ValidationFailed
 from service.providers.base import Parent
+from service.security.urls import BadURL, parse_url
 
 DIRECTIONS: Final = frozenset({"up", "down", "left", "right"})
 _ASPECT_RE: Final = re.compile(r"(\d{1,5}):(\d{1,5})")
 _MIB: Final = 1024 * 1024
+#: jobhook's bounds on params (see `bounded`); a provider's own may be tighter.
+MAX_TEXT_CHARS: Final = 8192
+MAX_ITEMS: Final = 16
+MAX_OBJECT_BYTES: Final = 16 * 1024
+MAX_PARAMS_BYTES: Final = 64 * 1024
+#: The longest provider task id taken (uuids are 36 characters, APIMart's ids about 31).
+MAX_ID_CHARS: Final = 128
+
+
+def bounded(params: Mapping[str, Any], *, prefix: str = "params.") -> None:
+    """jobhook's own bounds on any request's params, before any provider's: a string (but a
+    base64 image) at most MAX_TEXT_CHARS, a list at most MAX_ITEMS scalars, an object
+    (`metadata`) at most MAX_OBJECT_BYTES of JSON, and all of it, base64 images aside,
+    MAX_PARAMS_BYTES. What is stored with a task, and sent in each webhook about it, stays small.
+    """
+    total = 0
+    for name, value in params.items():
+        field = f"{prefix}{name}"
+        counted: Any = value
+        if isinstance(value, str):
+            if name == "mask" or _is_data(value):
+                continue  # a base64 image: the body limit and the adapter's image limit hold
+            _text_bound(field, value)
+        elif isinstance(value, list):
+            if len(value) > MAX_ITEMS:
+                raise ValidationFailed(field, f"must have at most {MAX_ITEMS} items")
+            for n, item in enumerate(value):
+                if not isinstance(item, str | int | float):
+                    raise ValidationFailed(f"{field}[{n}]", "must be a string or a number")
+                if isinstance(item, str) and not _is_data(item):
+                    _text_bound(f"{field}[{n}]", item)
+            counted = [item for item in value if not _is_data(item)]
+        elif isinstance(value, dict) and len(orjson.dumps(value)) > MAX_OBJECT_BYTES:
+            raise ValidationFailed(field, f"must be at most {MAX_OBJECT_BYTES} bytes of JSON")
+        total += len(orjson.dumps(counted))
+        if total > MAX_PARAMS_BYTES:
+            raise ValidationFailed(
+                prefix.rstrip(".") or "body",
+                f"must be at most {MAX_PARAMS_BYTES} bytes of JSON (base64 images aside)",
+            )
+
+
+def _is_data(value: Any) -> bool:
+    return isinstance(value, str) and value[:5].lower() == "data:"
+
+
+def _text_bound(field: str, value: str) -> None:
+    if len(value) > MAX_TEXT_CHARS:
+        raise ValidationFailed(field, f"must be at most {MAX_TEXT_CHARS} characters")
 
 
 def action(provider: str, action: str, actions: Iterable[str]) -> None:
@@ -65,9 +116,10 @@ def aspect_ratio(field: str, value: Any, *, example: str = "") -> str:
 def http_url(field: str, value: Any, *, message: str = "must be an absolute http(s) URL") -> str:
     """An absolute http(s) URL, stripped."""
     text = value.strip() if isinstance(value, str) else ""
-    parts = urlsplit(text) if text else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationFailed(field, message)
+    try:
+        parse_url(text)
+    except BadURL as exc:
+        raise ValidationFailed(field, f"{message}: {exc.reason}" if text else message) from None
     return text
 
 
@@ -94,12 +146,21 @@ def parent_job_id(
     """The provider's job id of a follow-up's parent: jobhook's parent, or `params.<key>` for a
     job made outside jobhook (`job` names such a job in the message, e.g. "an Apiframe job")."""
     given = params.get(key)
-    if given is not None and (not isinstance(given, str) or not given.strip()):
-        raise ValidationFailed(f"params.{key}", f"must be {provider}'s job id, a string")
+    if given is not None:
+        given = provider_id(f"params.{key}", given, what=f"{provider}'s job id")
     if parent is not None:
         if given is not None and given.strip() != parent.provider_task_id:
             raise ValidationFailed(f"params.{key}", "names another job than parent_id")
         return parent.provider_task_id
     if given is None:
         raise ValidationFailed("parent_id", f"{action} needs parent_id, or params.{key} for {job}")
-    return str(given).strip()
+    return given
+
+
+def provider_id(field: str, value: Any, *, what: str = "the provider's task id") -> str:
+    """A provider's id of a task: stripped, then 1..128 printable characters without blanks."""
+    text = value.strip() if isinstance(value, str) else ""
+    blank = any(c.isspace() for c in text)
+    if not 0 < len(text) <= MAX_ID_CHARS or blank or not text.isprintable():
+        raise ValidationFailed(field, f"must be {what}: 1 to {MAX_ID_CHARS} characters, no blanks")
+    return text

@@ -23,6 +23,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from service.domain.models import Observation, Result, Source, TaskError, empty_result, task_error
+from service.domain.numbers import whole_number
 from service.domain.status import Status
 from service.errors import (
     JobhookError,
@@ -182,8 +183,9 @@ def normalize_code(value: Any) -> str | None:
     text = str(value).strip()
     if not text:
         return None
-    if text.isdigit() and int(text) // 1000 == 4006:
-        return f"{int(text):09d}"
+    number = whole_number(text)
+    if number is not None and number // 1000 == 4006:
+        return f"{number:09d}"
     return text
 
 
@@ -271,7 +273,8 @@ def _error(
     status = response.status_code
     if 200 <= status < 300:
         # An error in a 2xx body: an HTTP-like code says which; a 004006xxx one is a refusal.
-        http_like = int(code) if code and code.isdigit() and 400 <= int(code) < 600 else None
+        number = whole_number(code or "")
+        http_like = number if number is not None and 400 <= number < 600 else None
         status = http_like or 400
     if status == 429 or code == UNAVAILABLE_CODE or not 400 <= status < 500:
         return wire.unavailable("Vtrix", status, message, response.headers)

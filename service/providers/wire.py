@@ -5,15 +5,15 @@ bodies, loose text and progress, and the request, acceptance and callback pieces
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from service.domain import jsonlimits
 from service.domain.models import Observation
 from service.domain.status import Status
-from service.errors import MalformedCallback, ProviderUnavailable
+from service.errors import MalformedCallback, ProviderBusy, ProviderUnavailable
 from service.providers.base import ProviderRequest, Submitted
 
 
@@ -80,15 +80,17 @@ def unavailable(
     """An answer worth retrying later (429 a rate limit, else `HTTP status`), with Retry-After."""
     wait = retry_after(header(headers, "retry-after"))
     if status == 429:
-        return ProviderUnavailable(f"{provider} rate limit: {message}", retry_after=wait)
+        return ProviderBusy(
+            f"{provider} is rate limiting jobhook (HTTP 429): {message}", retry_after=wait
+        )
     return ProviderUnavailable(f"{provider} answered HTTP {status}: {message}", retry_after=wait)
 
 
 def json_object(raw: bytes) -> dict[str, Any] | None:
     """The body as a JSON object; None for anything else (garbage, a list, a proxy's page)."""
     try:
-        parsed = json.loads(raw)
-    except (ValueError, RecursionError):
+        parsed = jsonlimits.loads(raw, lenient=True)
+    except jsonlimits.JSONRefused:
         return None
     return parsed if isinstance(parsed, dict) else None
 
@@ -128,9 +130,9 @@ def accepted(
 def callback_object(provider: str, body: bytes) -> dict[str, Any]:
     """A callback body as a JSON object; raises MalformedCallback for anything else."""
     try:
-        parsed = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise MalformedCallback(f"{provider} callback body is not JSON") from exc
+        parsed = jsonlimits.loads(body, lenient=True)
+    except jsonlimits.JSONRefused as exc:
+        raise MalformedCallback(f"{provider} callback body is {exc}") from None
     if not isinstance(parsed, dict):
         raise MalformedCallback(f"{provider} callback body is not a JSON object")
     return parsed

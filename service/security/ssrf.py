@@ -19,12 +19,15 @@ import httpx
 
 from service.config import IPNetwork
 from service.errors import ValidationFailed
+from service.security.urls import BadURL, parse_url
 
 #: host, port -> the IP addresses (as strings) the host resolves to
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 FETCH_FIELDS = ("image_urls", "mask_url", "end_url", "url", "image_url")
+#: Free text, never judged as a URL even when it starts like one.
+_TEXT_FIELDS = frozenset({"prompt", "negative_prompt", "remix_prompt"})
 
 # Only these characters can make up something inet_aton reads as an IPv4 address ("0x7f.1");
 # the C function also accepts trailing garbage ("1.2.3.4 x"), which must stay a (bad) name.
@@ -129,9 +132,9 @@ class OutboundGuard:
     async def check(self, url: str) -> Target:
         """The Target to connect to; raises UnsafeURL with the reason it may not be called."""
         try:
-            parts = urlsplit(url)
-        except ValueError:  # a bracketed host that is not an IPv6 address, an unclosed bracket
-            raise UnsafeURL("the URL is not valid") from None
+            parts = parse_url(url)
+        except BadURL as exc:
+            raise UnsafeURL(exc.reason) from None
         scheme, host, port = _split(parts)
         literal = _literal(host)
         if literal is not None:
@@ -190,23 +193,28 @@ def _ascii_host(host: str) -> str:
 async def check_fetch_urls(
     guard: OutboundGuard, params: Mapping[str, Any], fields: Sequence[str] = FETCH_FIELDS
 ) -> None:
-    """Check the URLs a client asks a provider to fetch; ValidationFailed names the field."""
-    for name in fields:
-        value = params.get(name)
-        if value is None:
+    """Check every URL a client asks a provider to fetch; ValidationFailed names the field.
+
+    That is each of `fields`, and any other param (or item of a list param) that is an http(s)
+    URL: a provider field added later (APIMart's `cref`, `sref`, `dref` ...) is checked too
+    without anyone listing it. Free text (`prompt`) is the provider's to read, not ours.
+    """
+    for name, value in params.items():
+        if name in _TEXT_FIELDS or value is None:
             continue
         items = [(f"params.{name}", value)]
         if isinstance(value, list):
             items = [(f"params.{name}[{i}]", item) for i, item in enumerate(value)]
         for field, item in items:
-            if not isinstance(item, str):
+            if name in fields and not isinstance(item, str):
                 raise ValidationFailed(field, "must be a URL")
-            if item[:5].lower() == "data:":
+            if not isinstance(item, str) or item[:5].lower() == "data:":
                 continue
-            try:
-                await guard.check(item)
-            except UnsafeURL as exc:
-                raise ValidationFailed(field, exc.reason) from None
+            if name in fields or item.strip()[:8].lower().startswith(("http://", "https://")):
+                try:
+                    await guard.check(item.strip())
+                except UnsafeURL as exc:
+                    raise ValidationFailed(field, exc.reason) from None
 
 
 @dataclass(frozen=True, slots=True)

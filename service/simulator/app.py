@@ -78,8 +78,11 @@ class Simulator:
         api_keys: Collection[str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         modal_timeout_steps: int | None = None,
+        open_controls: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
+        #: `/_faults` without a key (jobhook's dev mode: loopback callers only, no keys)
+        self.open_controls = open_controls
         self.step_seconds = step_seconds
         self.api_keys = None if api_keys is None else frozenset(api_keys)
         self.sent_webhooks: list[SentWebhook] = []

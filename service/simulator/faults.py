@@ -221,8 +221,9 @@ def control_routes(sim: Simulator) -> list[Route]:
 
 
 def _allowed(sim: Simulator, request: Request) -> bool:
-    # Open on a keyless simulator (`jobhook simulator`); else any provider key of this one.
-    if sim.api_keys is None:
+    # Open on a keyless simulator (`jobhook simulator`) and in jobhook's dev mode; else any
+    # provider key of this one (`jobhook simulator-key` prints the embedded one's).
+    if sim.api_keys is None or sim.open_controls:
         return True
     bearer = request.headers.get("authorization", "")
     key = bearer[7:] if bearer[:7].lower() == "bearer " else request.headers.get("x-api-key")

@@ -183,7 +183,9 @@ class Store(Protocol):
         """The earliest time any unfinished task is due for a poll (None: nothing to poll)."""
         ...
 
-    async def due_timers(self, now: float, limits: TimerLimits, *, limit: int = 100) -> list[Due]:
+    async def due_timers(
+        self, now: float, limits: TimerLimits, *, limit: int = 100, skip: Sequence[str] = ()
+    ) -> list[Due]:
         """Unfinished tasks that have stayed in their status past its limit."""
         ...
 

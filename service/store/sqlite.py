@@ -10,7 +10,7 @@ import asyncio
 import base64
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -55,7 +55,10 @@ def _dumps(value: Any) -> str | None:
 def _bounded_raw(raw: Any) -> str | None:
     if raw is None:
         return None
-    text = raw if isinstance(raw, str) else orjson.dumps(raw, default=str).decode()
+    try:
+        text = raw if isinstance(raw, str) else orjson.dumps(raw, default=str).decode()
+    except orjson.JSONEncodeError:  # kept for inspection only: never fail a write over it
+        text = orjson.dumps({"unserializable": True, "head": repr(raw)[:1024]}).decode()
     if len(text) > RAW_LIMIT:
         return orjson.dumps({"truncated": True, "size": len(text), "head": text[:1024]}).decode()
     return text
@@ -153,8 +156,11 @@ def _create(
 
 # The task, whether this delivery was seen before, and the owner's live endpoints (who hears of
 # an announced change): one statement, since each statement hands the GIL to the event loop.
+# `seen` counts the events with the observation's dedupe key, up to 2 (the first one, and the
+# `duplicate` event that counts every later replay).
 _LOAD = (
-    "SELECT t.*, EXISTS (SELECT 1 FROM events WHERE task_id = t.id AND dedupe_key = ?) AS seen,"
+    "SELECT t.*, (SELECT count(*) FROM (SELECT 1 FROM events"
+    "  WHERE task_id = t.id AND dedupe_key = ? LIMIT 2)) AS seen,"
     " (SELECT json_group_array(json_array(e.id, e.url, json(e.events))) FROM endpoints e"
     "  WHERE e.owner = t.owner AND e.disabled_at IS NULL AND e.deleted_at IS NULL) AS endpoints"
     " FROM tasks t WHERE t.id = ?"
@@ -180,6 +186,8 @@ def _apply(
         modal_entered=bool(row["modal_entered"]),
         provider_task_id=row["provider_task_id"],
     )
+    if row["seen"] >= 2:
+        return _repeated(conn, row, task_id, obs)
     if row["seen"]:
         decision = Decision(
             outcome="duplicate",
@@ -249,10 +257,39 @@ def _apply(
         )
     return Applied(
         task=view,
-        event=event_view(event),
+        event=event_view({**event, "repeats": 0}),
         decision=decision,
         from_status=state.status,
         deliveries=deliveries,
+        owner=row["owner"],
+    )
+
+
+def _repeated(
+    conn: sqlite3.Connection, row: sqlite3.Row, task_id: str, obs: Observation
+) -> Applied:
+    """A delivery seen twice already: its `duplicate` event counts one more repeat; no new row,
+    so a replay loop cannot grow the history."""
+    event = conn.execute(
+        "UPDATE events SET repeats = repeats + 1 WHERE id = (SELECT id FROM events"
+        " WHERE task_id = ? AND dedupe_key = ? ORDER BY id DESC LIMIT 1)"
+        " RETURNING *",
+        (task_id, obs.dedupe_key),
+    ).fetchone()
+    state = Status(row["status"])
+    decision = Decision(
+        outcome="duplicate",
+        status=state,
+        progress=row["progress"],
+        modal_entered=bool(row["modal_entered"]),
+        reason="this delivery was recorded before",
+    )
+    return Applied(
+        task=task_view(row),
+        event=event_view(event),
+        decision=decision,
+        from_status=state,
+        deliveries=(),
         owner=row["owner"],
     )
 
@@ -353,8 +390,15 @@ class SQLiteStore:
         self.schema_version = 0
 
     def _connect_writer(self) -> sqlite3.Connection:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self.path not in ("", ":memory:"):
+            from service.config import close_to_others, private_file
+
+            # It holds endpoint secrets: made 0600 here, in a 0700 directory if it makes that
+            # too (its -wal and -shm take its mode); an existing one stops granting others.
+            if not private_file(Path(self.path)):
+                files = (self.path, self.path + "-wal", self.path + "-shm")
+                if closed := [f for f in files if close_to_others(Path(f))]:
+                    log.warning("store.permissions_tightened", files=closed)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
@@ -423,20 +467,24 @@ class SQLiteStore:
         value = rows[0][0] if rows else None
         return float(value) if value is not None else None
 
-    async def due_timers(self, now: float, limits: TimerLimits, *, limit: int = 100) -> list[Due]:
+    async def due_timers(
+        self, now: float, limits: TimerLimits, *, limit: int = 100, skip: Sequence[str] = ()
+    ) -> list[Due]:
         rows = await self._fetch(
             "SELECT id, status FROM tasks WHERE finished_at IS NULL AND ("
             " (status = 'MODAL' AND status_since <= ?"
             "  AND (modal_call_at IS NULL OR modal_call_at <= ?))"
             " OR (status = 'NOT_START' AND status_since <= ?)"
             " OR (status = 'SUBMITTED' AND status_since <= ?)"
-            " OR (status = 'IN_PROGRESS' AND status_since <= ?)) LIMIT ?",
+            " OR (status = 'IN_PROGRESS' AND status_since <= ?))"
+            f" AND id NOT IN ({', '.join('?' * len(skip))}) LIMIT ?",
             (
                 now - limits.modal,
                 now - MODAL_CALL_LEASE,
                 now - limits.submit,
                 now - limits.queue,
                 now - limits.run,
+                *skip,
                 limit,
             ),
         )

@@ -34,16 +34,17 @@ async def receive_callback(request: Request) -> Response:
     provider = svc.providers.get(name)
     if provider is None:
         raise NotFound(f"no provider {name!r} is enabled here")
-    try:
-        body = await read_body(request, svc.settings.max_body_bytes)
-    except PayloadTooLarge:
-        _refused(svc, name, "too_large")
-        raise
+    # The token first: a body (up to JOBHOOK_MAX_BODY_BYTES) is read only for a real task.
     task_id = svc.tokens.verify(name, request.path_params["token"])
     if task_id is None:
         _refused(svc, name, "bad_token")
         raise Unauthorized("the callback token is not valid for this provider")
     bind = {"provider": name, "task_id": task_id}
+    try:
+        body = await read_body(request, svc.settings.max_body_bytes)
+    except PayloadTooLarge:
+        _refused(svc, name, "too_large", task_id=task_id)
+        raise
 
     async def reject(reason: str, note: str) -> None:
         _refused(svc, name, reason, task_id=task_id)

@@ -16,7 +16,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import BadRequest, Forbidden, Unauthorized
 from service.services import Services
-from service.web.requests import SESSION_COOKIE, authenticate, owner_for_key, read_body
+from service.web.guard import TooManyRequests
+from service.web.requests import (
+    SESSION_COOKIE,
+    auth_failed,
+    authenticate,
+    check_auth_throttle,
+    owner_for_key,
+    read_body,
+)
 
 STATIC = Path(__file__).parent / "static"
 #: Pages render no data on the server: the scripts fetch it and build nodes with textContent.
@@ -56,9 +64,13 @@ def _signed_in(request: Request) -> bool:
     (where `authenticate` still turns away clients that are not on loopback)."""
     try:
         authenticate(request, _services(request).settings.api_keys)
-    except Unauthorized:
+    except (Unauthorized, TooManyRequests):
         return False
     return True
+
+
+def _error(message: str) -> str:
+    return f'<p class="error" role="alert">{html.escape(message)}</p>'
 
 
 def _logout_form(request: Request) -> str:
@@ -71,9 +83,18 @@ def _logout_form(request: Request) -> str:
 
 
 def _check_origin(request: Request) -> None:
-    """A browser names the page a form was posted from: refuse forms posted by other sites."""
-    origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+    """A browser names the page a form was posted from: refuse forms posted by other sites, and
+    `Origin: null` (a sandboxed frame, a data: or file: page, a redirect across sites). A client
+    that is not a browser sends no Origin."""
+    host = request.headers.get("host", "").lower()
+    for origin in request.headers.getlist("origin"):
+        try:
+            netloc = urlsplit(origin).netloc.lower()
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            netloc = ""
+        if origin == "null" or not netloc or netloc != host:
+            raise Forbidden("the form was posted from another site")
+    if request.headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
         raise Forbidden("the form was posted from another site")
 
 
@@ -100,6 +121,12 @@ async def login(request: Request) -> Response:
     if svc.settings.dev_mode:
         return RedirectResponse("/", 303)
     _check_origin(request)
+    try:
+        check_auth_throttle(request)
+    except TooManyRequests as exc:
+        page = _page("login.html", 429, error=_error(exc.detail))
+        page.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return page
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise BadRequest("expected a form (application/x-www-form-urlencoded)")
@@ -107,8 +134,8 @@ async def login(request: Request) -> Response:
     form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
     owner = owner_for_key(form.get("api_key", [""])[0].strip(), svc.settings.api_keys)
     if owner is None:
-        error = html.escape("That API key is not valid.")
-        return _page("login.html", 401, error=f'<p class="error" role="alert">{error}</p>')
+        auth_failed(request, "bad_login")
+        return _page("login.html", 401, error=_error("That API key is not valid."))
     response = RedirectResponse("/", 303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -124,6 +151,9 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     _check_origin(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:  # the session ends here, not only in this browser
+        _services(request).sessions.revoke(cookie)
     response = RedirectResponse("/login", 303)
     response.delete_cookie(
         SESSION_COOKIE,

@@ -24,6 +24,7 @@ from service.web.requests import (
 
 FIELDS = frozenset({"url", "events", "description"})
 DELIVERY_STATUSES = ("pending", "delivered", "dead")
+MAX_DESCRIPTION = 500
 
 
 def _svc(request: Request) -> tuple[Services, str]:
@@ -49,8 +50,12 @@ async def create_endpoint(request: Request) -> Response:
     if not isinstance(events, list) or not all(e in EVENT_TYPES for e in events):
         raise ValidationFailed("events", f"expected a list of {', '.join(EVENT_TYPES)}")
     description = body.get("description")
-    if description is not None and (not isinstance(description, str) or len(description) > 500):
-        raise ValidationFailed("description", "expected a string of at most 500 characters")
+    if description is not None and (
+        not isinstance(description, str) or len(description) > MAX_DESCRIPTION
+    ):
+        raise ValidationFailed(
+            "description", f"expected a string of at most {MAX_DESCRIPTION} characters"
+        )
     endpoint = await svc.store.create_endpoint(owner, url, list(dict.fromkeys(events)), description)
     return JSON(endpoint, 201, headers={"Location": f"/v1/endpoints/{endpoint['id']}"})
 

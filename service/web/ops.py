@@ -1,7 +1,12 @@
-"""Operator endpoints: liveness, readiness, Prometheus metrics."""
+"""Operator endpoints: liveness, readiness, Prometheus metrics.
+
+With JOBHOOK_METRICS_TOKEN set, `/metrics` needs `Authorization: Bearer <token>` and `/readyz`
+tells a caller without it only the status (its details, like the metrics, span every tenant).
+"""
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from starlette.requests import Request
@@ -23,27 +28,51 @@ async def healthz(request: Request) -> Response:
     return JSON({"status": "ok", "version": __version__})
 
 
+def _operator(request: Request, token: str | None) -> bool:
+    """No token configured, or the request carries it as a bearer token."""
+    if token is None:
+        return True
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode(), token.encode()
+    )
+
+
 async def readyz(request: Request) -> Response:
     """The store takes a write, the workers run, the backlog is under its limit."""
     svc: Services = request.app.state.services
+    backlog = 0
+    reason: str | None = None  # why not ready
     try:
         await svc.store.ping()
         backlog = await svc.store.backlog(time.time())
     except StoreUnavailable as exc:
-        return problem(503, "Not ready", exc.detail, slug="not-ready")
+        reason = exc.detail
     workers = getattr(request.app.state, "workers", None)
-    if workers is not None and not workers.alive:
-        return problem(503, "Not ready", "a worker loop has stopped", slug="not-ready")
-    if backlog > BACKLOG_LIMIT:
-        return problem(
-            503, "Not ready", f"{backlog} polls and deliveries are overdue", slug="not-ready"
-        )
+    if reason is None and workers is not None and not workers.alive:
+        reason = "a worker loop has stopped"
+    if reason is None and backlog > BACKLOG_LIMIT:
+        reason = f"{backlog} polls and deliveries are overdue"
+    if not _operator(request, svc.settings.metrics_token):  # the status, no details
+        if reason is None:
+            return JSON({"status": "ready"})
+        return JSON({"status": "not ready"}, 503)
+    if reason is not None:
+        return problem(503, "Not ready", reason, slug="not-ready")
     return JSON({"status": "ready", "providers": sorted(svc.providers), "backlog": backlog})
 
 
 async def metrics(request: Request) -> Response:
     """Prometheus text format: this process's counters plus the store's gauges."""
     svc: Services = request.app.state.services
+    if not _operator(request, svc.settings.metrics_token):
+        return problem(
+            401,
+            "Not authenticated.",
+            "send Authorization: Bearer <JOBHOOK_METRICS_TOKEN>",
+            slug="unauthorized",
+            instance=request.url.path,
+        )
     stats = await svc.store.stats(time.time())
     batches, units = getattr(svc.store, "batches", (0, 0))
     gauges = [

@@ -9,6 +9,7 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 
 from service.errors import JobhookError, ProviderUnavailable, StoreUnavailable
 from service.logging import log
@@ -67,13 +68,30 @@ async def on_jobhook_error(request: Request, exc: Exception) -> Response:
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     titles = {404: "Not found", 405: "Method not allowed"}
-    return problem(
+    response = problem(
         exc.status_code,
         titles.get(exc.status_code, "HTTP error"),
         str(exc.detail),
         slug="http",
         instance=request.url.path,
     )
+    response.headers.update(exc.headers or {})  # Starlette's 405 carries `Allow`
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        response.headers["Allow"] = allowed
+    return response
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the request's path answers (RFC 9110 `Allow`). Starlette's own 405 names
+    only the first route whose path matched, and one path may be served by several routes
+    (`GET /v1/tasks` and `POST /v1/tasks` are two)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:

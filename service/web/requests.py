@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
 import structlog
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.domain import jsonlimits
 from service.domain.ids import new_id
+from service.domain.numbers import whole_number
 from service.errors import (
     BadRequest,
     Forbidden,
@@ -21,8 +23,11 @@ from service.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from service.logging import log
 from service.security.tokens import SessionCookies
 from service.store.sqlite import decode_cursor
+from service.web.guard import auth_throttle, too_many_requests
+from service.web.problems import route_of
 
 DEV_OWNER = "local"
 SESSION_COOKIE = "jobhook_session"
@@ -38,7 +43,8 @@ class UnsupportedMediaType(JobhookError):
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing with 413 as soon as it exceeds `limit` (never read whole)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    size = whole_number(declared) if declared is not None else None
+    if size is not None and size > limit:
         raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
     body = bytearray()
     async for chunk in request.stream():
@@ -56,9 +62,9 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         )
     body = await read_body(request, limit)
     try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        value = jsonlimits.loads(body)
+    except jsonlimits.JSONRefused as exc:
+        raise BadRequest(f"the body is {exc}") from None
     if not isinstance(value, dict):
         raise BadRequest("the body must be a JSON object")
     return value
@@ -68,13 +74,15 @@ def authenticate(request: Request, api_keys: Mapping[str, str]) -> str:
     """The owner name for the request's `Authorization: Bearer <key>`.
 
     With no keys configured jobhook is in development mode: every caller is the one local owner,
-    and only loopback clients are served.
+    and only loopback clients are served. A wrong key is logged (`auth.failed`) and counted
+    against the client's address; an address with too many failures is answered 429 for a while.
     """
     if not api_keys:
         client = request.client.host if request.client else ""
         if not is_loopback(client):
             raise Forbidden("jobhook has no API keys configured and serves only loopback clients")
         return DEV_OWNER
+    check_auth_throttle(request)
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         # The dashboard's session cookie reads (GET) only, so a forged cross-site form can
@@ -85,11 +93,41 @@ def authenticate(request: Request, api_keys: Mapping[str, str]) -> str:
             session_owner = sessions.verify(cookie)
             if session_owner is not None and session_owner in api_keys.values():
                 return session_owner
+            # Logged, not counted: an expired or signed-out cookie comes from an honest
+            # browser, and a session cannot be guessed.
+            auth_failed(request, "bad_session", count=False)
         raise Unauthorized("send Authorization: Bearer <key>")
     owner = owner_for_key(presented.strip(), api_keys)
     if owner is None:
+        auth_failed(request, "bad_key")
         raise Unauthorized("the API key is not valid")
     return owner
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def check_auth_throttle(request: Request) -> None:
+    """429 (with Retry-After) while the client's address has failed too often."""
+    throttle = auth_throttle(request)
+    wait = throttle.retry_after(client_address(request))
+    if wait > 0:
+        raise too_many_requests(
+            request,
+            f"too many failed authentications from this address; try again in "
+            f"{max(1, math.ceil(wait))} s",
+            wait,
+        )
+
+
+def auth_failed(request: Request, reason: str, *, count: bool = True) -> None:
+    """One `auth.failed` line (never the key or password presented) and, with `count`, one
+    failure against the client's address."""
+    address = client_address(request)
+    log.warning("auth.failed", client=address, reason=reason, route=route_of(request))
+    if count:
+        auth_throttle(request).failed(address)
 
 
 def only_params(request: Request, allowed: Iterable[str]) -> None:
@@ -104,9 +142,10 @@ def limit_param(request: Request, default: int = 50) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+    number = whole_number(raw)
+    if number is None or not 1 <= number <= 200:
         raise ValidationFailed("limit", "expected an integer from 1 to 200")
-    return int(raw)
+    return number
 
 
 def cursor_param(request: Request) -> str | None:

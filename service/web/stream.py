@@ -2,25 +2,51 @@
 
 Woken by ingest through the hub (never by re-reading the database); filter by `task_id` and
 `status`; a comment every 15 s keeps proxies from closing an idle stream; a client that goes
-away frees its queue.
+away frees its queue. A stream ends after MAX_LIFETIME (the client reconnects, `retry:` says
+when), and each owner holds at most a few long-lived requests at once (`guard.Slots`: long-polls
+and streams together); beyond that the answer is 429 with Retry-After.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from service.domain.status import Status
 from service.errors import ValidationFailed
 from service.services import Services
+from service.web.guard import take_slot
 from service.web.requests import authenticate, only_params
 
 KEEPALIVE = 15.0
+#: seconds a stream stays open; then it ends and the client reconnects (after RETRY_MS)
+MAX_LIFETIME = 3600.0
+RETRY_MS = 3000
+
+
+class _Held(StreamingResponse):
+    """A stream that gives back what it holds however it ends: finished, the client gone, or
+    cancelled before its body ever started (when the generator's own `finally` never runs)."""
+
+    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 async def stream(request: Request) -> Response:
@@ -36,16 +62,28 @@ async def stream(request: Request) -> Response:
     }
     if not statuses <= set(Status.__members__):
         raise ValidationFailed("status", f"expected any of {', '.join(Status)}")
+    release_slot = take_slot(request, owner, "event streams and long-polls")
     queue = svc.hub.subscribe(owner)
 
+    def release() -> None:
+        svc.hub.unsubscribe(queue)
+        release_slot()
+
     async def events() -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MAX_LIFETIME
         try:
-            yield b"retry: 3000\n: connected\n\n"
+            yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
             while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    yield b": lifetime reached, reconnect\n\n"
+                    return
                 try:
-                    task = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE)
+                    task = await asyncio.wait_for(queue.get(), timeout=min(KEEPALIVE, remaining))
                 except TimeoutError:
-                    yield b": keep-alive\n\n"
+                    if deadline - loop.time() > 0:
+                        yield b": keep-alive\n\n"
                     continue
                 if task_id and task_id not in (task["id"], task["provider_task_id"]):
                     continue
@@ -57,13 +95,9 @@ async def stream(request: Request) -> Response:
                     + b"\n\n"
                 )
         finally:
-            svc.hub.unsubscribe(queue)
+            release()
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return _Held(events(), release)
 
 
 routes = [Route("/v1/events/stream", stream, methods=["GET"])]

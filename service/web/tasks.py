@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from typing import Any
 
@@ -12,16 +13,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.domain.clock import parse_rfc3339, to_iso
-from service.domain.models import Observation, task_error
+from service.domain.models import ACTIONS, Observation, task_error
 from service.domain.status import TERMINAL, Status
 from service.errors import Conflict, NotFound, ValidationFailed
 from service.logging import log
+from service.providers import params as check
 from service.providers.base import ModalProvider
 from service.providers.client import send
 from service.security.ssrf import check_fetch_urls
 from service.services import Services
 from service.store.base import IdempotencyKey, TaskQuery
 from service.submit import parse_submit, request_hash, submit
+from service.web.guard import slot
 from service.web.problems import JSON
 from service.web.requests import (
     authenticate,
@@ -33,6 +36,19 @@ from service.web.requests import (
 from service.workers import schedule
 
 MAX_WAIT = 120.0
+#: RFC 3339's date-time, and nothing else datetime.fromisoformat would also read
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+#: Every provider name build_providers can enable (a test checks that the two agree).
+PROVIDER_NAMES = (
+    "apimart",
+    "apiframe",
+    "vtrix",
+    "simulator",
+    "simulator-apimart",
+    "simulator-vtrix",
+)
 LIST_PARAMS = {"limit", "cursor", "status", "provider", "action", "created_after", "created_before"}
 
 
@@ -75,7 +91,10 @@ async def get_task(request: Request) -> Response:
             raise ValidationFailed("wait", "expected a number of seconds") from None
         if not 0 <= wait <= MAX_WAIT:
             raise ValidationFailed("wait", f"expected 0 to {MAX_WAIT:g} seconds")
-        task = await _wait_for_change(svc, task, owner, wait)
+        if wait > 0 and task["status"] not in TERMINAL and task["status"] != Status.MODAL:
+            # a waiting request holds a connection: each owner gets a few (guard.Slots)
+            with slot(request, owner, "long-polls and event streams"):
+                task = await _wait_for_change(svc, task, owner, wait)
     return JSON(task)
 
 
@@ -110,30 +129,40 @@ async def list_tasks(request: Request) -> Response:
     owner = authenticate(request, svc.settings.api_keys)
     only_params(request, LIST_PARAMS)
     q = request.query_params
-    statuses = [s.strip().upper() for v in q.getlist("status") for s in v.split(",") if s.strip()]
+    # `status=` (or `A,,B`) is a filter gone wrong, never "no filter": refused like a typo
+    statuses = [s.strip().upper() for v in q.getlist("status") for s in v.split(",")]
     for status in statuses:
         if status not in Status.__members__:
             raise ValidationFailed("status", f"expected any of {', '.join(Status)}")
-    created: dict[str, str | None] = {}
-    for name in ("created_after", "created_before"):
-        value = q.get(name)
-        try:
-            created[name] = to_iso(parse_rfc3339(value)) if value else None
-        except ValueError:
-            raise ValidationFailed(name, "expected an RFC 3339 timestamp") from None
+    for name, known in (("provider", PROVIDER_NAMES), ("action", ACTIONS)):
+        if name in q and q[name] not in known:
+            raise ValidationFailed(name, f"expected one of {', '.join(known)}")
     page = await svc.store.list_tasks(
         TaskQuery(
             owner=owner,
             status=statuses,
             provider=q.get("provider"),
             action=q.get("action"),
-            created_after=created["created_after"],
-            created_before=created["created_before"],
+            created_after=_timestamp(request, "created_after"),
+            created_before=_timestamp(request, "created_before"),
             limit=limit_param(request),
             cursor=cursor_param(request),
         )
     )
     return JSON({"data": page.data, "next_cursor": page.next_cursor})
+
+
+def _timestamp(request: Request, name: str) -> str | None:
+    """An RFC 3339 date-time, as the store compares them; present but empty is not one."""
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    try:
+        if not _RFC3339.fullmatch(value):
+            raise ValueError(value)
+        return to_iso(parse_rfc3339(value))
+    except (ValueError, OverflowError):  # OverflowError: a year past 9999 once in UTC
+        raise ValidationFailed(name, "expected an RFC 3339 date-time") from None
 
 
 async def list_events(request: Request) -> Response:
@@ -188,6 +217,7 @@ async def modal_task(request: Request) -> Response:
             raise ValidationFailed(
                 name, f"unknown field; expected {', '.join(sorted(MODAL_FIELDS))}"
             )
+    check.bounded(body, prefix="")
     ref = request.path_params["id"]
     task = await svc.store.get_task(ref, owner=owner)
     if task is None:

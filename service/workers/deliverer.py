@@ -83,15 +83,14 @@ class Deliverer:
     async def run(self) -> None:
         while not self._stopping:
             try:
-                started = await self.deliver_due(wait=False)
+                if await self.deliver_due(wait=False):
+                    continue
+                due = await self.svc.store.next_delivery_due()
+                delay = self.config.idle_sleep if due is None else due - self.clock()
             except Exception as exc:  # never let the loop die: deliveries would wait forever
                 detail = exc.detail if isinstance(exc, JobhookError) else repr(exc)
                 log.error("delivery.loop_error", error=detail)
-                started = 0
-            if started:
-                continue
-            due = await self.svc.store.next_delivery_due()
-            delay = self.config.idle_sleep if due is None else due - self.clock()
+                delay = self.config.idle_sleep  # the store is busy or gone: back off
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(

@@ -2,7 +2,8 @@
 
 MODAL past JOBHOOK_MODAL_TIMEOUT -> CANCEL (the provider cancels and refunds too); NOT_START
 past the submit limit (jobhook stopped mid-submission) and SUBMITTED / IN_PROGRESS past the
-queue / run deadlines -> FAILURE with error code `timeout`.
+queue / run deadlines -> FAILURE with error code `timeout`. A task whose ending fails for any
+reason but a busy store is logged and parked for a while: one bad task never stalls the rest.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 from service.domain.models import Observation, task_error
 from service.domain.status import Status
-from service.errors import JobhookError
+from service.errors import JobhookError, StoreUnavailable
 from service.logging import log
 from service.services import Services
 from service.store.base import Due, TimerLimits
@@ -29,6 +30,10 @@ _ENDINGS = {
     Status.SUBMITTED: (Status.FAILURE, "timeout", "the task waited in the queue over {limit:g} s"),
     Status.IN_PROGRESS: (Status.FAILURE, "timeout", "the task ran for over {limit:g} s"),
 }
+#: Seconds a task whose ending failed is left out before it is tried again.
+PARK_SECONDS = 300.0
+#: Parked tasks remembered at most (beyond it the oldest parking is forgotten, and retried).
+MAX_PARKED = 1000
 
 
 class Timers:
@@ -45,6 +50,8 @@ class Timers:
         self.interval = interval
         self.clock = clock
         self._stop = asyncio.Event()
+        #: task id -> clock time until which it is left out
+        self._parked: dict[str, float] = {}
 
     def _limit(self, status: Status) -> float:
         return {
@@ -69,10 +76,31 @@ class Timers:
 
     async def fire(self) -> int:
         """End every task past its deadline now; returns how many ended."""
+        now = self.clock()
+        self._parked = {task_id: until for task_id, until in self._parked.items() if until > now}
         ended = 0
-        for due in await self.svc.store.due_timers(self.clock(), self.limits):
-            ended += await self._end(due)
+        for due in await self.svc.store.due_timers(now, self.limits, skip=list(self._parked)):
+            try:
+                ended += await self._end(due)
+            except StoreUnavailable as exc:  # busy, or the task moved meanwhile: next tick
+                log.warning("timer.deferred", task_id=due.task_id, error=exc.detail)
+            except Exception as exc:
+                self._park(due, exc)
         return ended
+
+    def _park(self, due: Due, exc: Exception) -> None:
+        """Leave a task whose ending fails out for PARK_SECONDS, loudly, and go on."""
+        if len(self._parked) >= MAX_PARKED:
+            self._parked.pop(next(iter(self._parked)))
+        self._parked[due.task_id] = self.clock() + PARK_SECONDS
+        detail = exc.detail if isinstance(exc, JobhookError) else f"{type(exc).__name__}: {exc}"
+        log.error(
+            "timer.task_parked",
+            task_id=due.task_id,
+            status=due.status.value,
+            error=detail[:500],
+            retry_in=PARK_SECONDS,
+        )
 
     async def _end(self, due: Due) -> int:
         status, code, message = _ENDINGS[due.status]

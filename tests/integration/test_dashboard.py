@@ -8,8 +8,12 @@ from dataclasses import replace
 
 import httpx
 import pytest
+from itsdangerous import URLSafeTimedSerializer
+from structlog.testing import capture_logs
 
 from service.config import Settings
+from service.security.tokens import SessionCookies
+from service.web.guard import AuthThrottle
 from service.web.requests import SESSION_COOKIE
 from tests.conftest import open_app
 
@@ -160,3 +164,80 @@ async def test_the_script_never_parses_data_as_html(client: httpx.AsyncClient) -
     script = (await client.get("/static/dashboard.js")).text
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in script
+
+
+async def test_signing_out_ends_the_session_everywhere(keyed: httpx.AsyncClient) -> None:
+    """A copy of the cookie (another tab, a stolen one) stops working at sign-out too."""
+    r = await sign_in(keyed, KEY)
+    assert r.status_code == 303
+    session = keyed.cookies[SESSION_COOKIE]
+    assert (await keyed.get("/v1/tasks")).status_code == 200
+    assert (await keyed.post("/logout")).status_code == 303
+    keyed.cookies.set(SESSION_COOKIE, session)  # the browser, or whoever copied it, keeps it
+    assert (await keyed.get("/v1/tasks")).status_code == 401
+    assert (await keyed.get("/")).status_code == 303
+    assert (await keyed.get("/login")).status_code == 200
+    # signing in again starts a new session
+    keyed.cookies.clear()
+    assert (await sign_in(keyed, KEY)).status_code == 303
+    assert keyed.cookies[SESSION_COOKIE] != session
+    assert (await keyed.get("/v1/tasks")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "null"},
+        {"Origin": "http://attacker.example"},
+        {"Origin": "http://jobhook.test.attacker.example"},
+        {"Origin": "http://[::1"},
+        {"Origin": "jobhook.test"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ],
+)
+async def test_login_refuses_null_and_foreign_origins(
+    keyed: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    r = await keyed.post("/login", data={"api_key": KEY}, headers=headers)
+    assert r.status_code == 403
+    assert "set-cookie" not in r.headers
+
+
+async def test_failed_logins_are_logged_and_throttled(keyed: httpx.AsyncClient) -> None:
+    now = [1000.0]
+    keyed.app.state.auth_throttle = AuthThrottle(clock=lambda: now[0])  # type: ignore[attr-defined]
+    with capture_logs() as logs:
+        for n in range(10):
+            r = await sign_in(keyed, f"guess-{n:04d}")
+            assert r.status_code == 401
+    failed = [e for e in logs if e["event"] == "auth.failed"]
+    assert [e["reason"] for e in failed] == ["bad_login"] * 10
+    assert failed[0]["client"] == "127.0.0.1" and failed[0]["route"] == "/login"
+    assert "guess-0" not in repr(logs)
+    # now even the right key waits: the page says so, with Retry-After
+    r = await sign_in(keyed, KEY)
+    assert r.status_code == 429 and r.headers["retry-after"] == "60"
+    assert 'role="alert"' in r.text and "try again in 60 s" in r.text
+    assert "set-cookie" not in r.headers
+    assert_hardened(r)
+    assert (await keyed.get("/login")).status_code == 200  # the form still shows
+    now[0] += 60
+    assert (await sign_in(keyed, KEY)).status_code == 303
+
+
+def test_signed_out_sessions_are_remembered_until_they_expire_and_no_longer() -> None:
+    now = [1_000_000.0]
+    sessions = SessionCookies(["k" * 32], max_age=3600, max_revoked=3, clock=lambda: now[0])
+    cookies = [sessions.issue("alice") for _ in range(4)]
+    assert {sessions.verify(c) for c in cookies} == {"alice"}
+    assert not sessions.revoke("alice.forged.signature")
+    for cookie in cookies[:3]:
+        assert sessions.revoke(cookie)
+    assert [sessions.verify(c) for c in cookies] == [None, None, None, "alice"]
+    assert sessions.revoked == 3
+    # full: a fourth sign-out makes room (here by dropping the oldest, as none has expired)
+    assert sessions.revoke(cookies[3]) and sessions.revoked == 3
+    assert sessions.verify(cookies[3]) is None
+    # a cookie from before sessions had ids (a bare owner name) is refused
+    legacy = URLSafeTimedSerializer(["k" * 32], salt="jobhook.session").dumps("alice")
+    assert sessions.verify(str(legacy)) is None

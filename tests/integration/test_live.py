@@ -16,6 +16,8 @@ from service.domain.models import Observation
 from service.domain.status import Status
 from service.store.base import NewTask
 from service.store.sqlite import SQLiteStore
+from service.web import stream
+from service.web.guard import Slots
 from tests.conftest import open_app
 from tests.integration.test_callbacks import services
 from tests.support.wait import eventually
@@ -164,3 +166,90 @@ async def test_changes_committed_by_another_process_reach_waiters(
         assert r.json()["status"] == "IN_PROGRESS" and r.json()["progress"] == 40
     finally:
         await worker.close()
+
+
+def slots_of(client: httpx.AsyncClient, **limits: int) -> Slots:
+    """Smaller limits for a test than the defaults (64 per owner, 1000 in all)."""
+    slots = Slots(**limits)
+    client.app.state.long_lived = slots  # type: ignore[attr-defined]
+    return slots
+
+
+async def test_long_polls_per_owner_are_capped(client: httpx.AsyncClient) -> None:
+    svc = services(client)
+    slots = slots_of(client, per_owner=2, total=10)
+    task_id = await quiet_task(client)
+    waits = [
+        asyncio.create_task(client.get(f"/v1/tasks/{task_id}", params={"wait": 60}))
+        for _ in range(2)
+    ]
+    await eventually(lambda: svc.hub.waiting == 2)
+    r = await client.get(f"/v1/tasks/{task_id}", params={"wait": 60})
+    assert r.status_code == 429 and r.headers["content-type"] == "application/problem+json"
+    assert r.headers["retry-after"] == "5"
+    # a look without waiting, and a wait on a task that has ended, hold nothing
+    assert (await client.get(f"/v1/tasks/{task_id}")).status_code == 200
+    assert (await client.get(f"/v1/tasks/{task_id}", params={"wait": 0})).status_code == 200
+    ended = await quiet_task(client)
+    await svc.ingest(ended, Observation(status=Status.SUCCESS, source="poll"))
+    r = await client.get(f"/v1/tasks/{ended}", params={"wait": 60})
+    assert r.status_code == 200 and r.json()["status"] == "SUCCESS"
+    # a stream counts against the same slots
+    assert (await client.get("/v1/events/stream")).status_code == 429
+    await svc.ingest(task_id, Observation(status=Status.IN_PROGRESS, source="poll"))
+    for r in await asyncio.wait_for(asyncio.gather(*waits), timeout=10):
+        assert r.status_code == 200
+    assert slots.in_use == 0
+    r = await client.get(f"/v1/tasks/{task_id}", params={"wait": 0.05})
+    assert r.status_code == 200
+
+
+async def test_a_cancelled_long_poll_gives_its_slot_back(client: httpx.AsyncClient) -> None:
+    svc = services(client)
+    slots = slots_of(client, per_owner=1, total=10)
+    task_id = await quiet_task(client)
+    waiting = asyncio.create_task(client.get(f"/v1/tasks/{task_id}", params={"wait": 60}))
+    await eventually(lambda: svc.hub.waiting > 0)
+    assert slots.in_use == 1
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert slots.in_use == 0
+
+
+async def test_streams_per_owner_are_capped_and_give_their_slot_back(
+    client: httpx.AsyncClient,
+) -> None:
+    svc = services(client)
+    slots = slots_of(client, per_owner=1, total=10)
+    running, _, gone = await _stream(client, b"")
+    await eventually(lambda: svc.hub.streams == 1)
+    r = await client.get("/v1/events/stream")
+    assert r.status_code == 429 and r.headers["retry-after"] == "5"
+    assert "at most 1 per client" in r.json()["detail"]
+    gone.set()
+    await asyncio.wait_for(running, timeout=10)
+    assert slots.in_use == 0 and svc.hub.streams == 0
+
+
+async def test_a_stream_ends_after_its_lifetime(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client reconnects (after `retry:`); nothing is held by a stream that has ended."""
+    svc = services(client)
+    monkeypatch.setattr(stream, "MAX_LIFETIME", 0.3)
+    slots = slots_of(client)
+    running, chunks, _ = await _stream(client, b"")
+    await asyncio.wait_for(running, timeout=10)  # no disconnect needed
+    body = b"".join(chunks)
+    assert body.startswith(b"retry: 3000\n") and b"lifetime reached" in body
+    assert slots.in_use == 0 and svc.hub.streams == 0
+
+
+def test_slots_in_all() -> None:
+    slots = Slots(per_owner=2, total=3)
+    assert slots.acquire("alice") and slots.acquire("alice") and not slots.acquire("alice")
+    assert slots.acquire("bob") and not slots.acquire("carol")  # 3 in all
+    slots.release("alice")
+    assert slots.acquire("carol") and slots.in_use == 3
+    slots.release("dave")  # holds nothing: changes nothing
+    assert slots.in_use == 3 and slots.held("alice") == 1

@@ -54,7 +54,9 @@ async def test_a_long_retry_after_is_passed_on_to_the_caller(client: httpx.Async
         {"rate_limit": 1, "retry_after": 30, "path_prefix": "/v1/midjourney/generations"}
     )
     r = await client.post("/v1/tasks", json=APIMART)
-    assert_problem(r, 502)
+    # The real cause, named: the provider is busy (503, retry later), not unreachable (502).
+    problem = assert_problem(r, 503)
+    assert "rate limiting jobhook (HTTP 429)" in problem["detail"]
     assert r.headers["retry-after"] == "30"
     assert posts(client, "POST /v1/midjourney/generations/{action}") == 1
 

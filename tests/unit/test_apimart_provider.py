@@ -440,7 +440,7 @@ BAD: list[tuple[str, dict[str, Any], Parent | None, str]] = [
     ("imagine", {"prompt": "x", "sw": 1001}, None, "params.sw"),
     ("imagine", {"prompt": "x", "cref": 1}, None, "params.cref"),
     ("imagine", {"prompt": "x", "sref": []}, None, "params.sref"),
-    ("imagine", {"prompt": "x", "sref": ["a", 2]}, None, "params.sref"),
+    ("imagine", {"prompt": "x", "sref": ["a", 2]}, None, "params.sref[1]"),
     ("imagine", {"prompt": "x", "repeat": 1}, None, "params.repeat"),
     ("imagine", {"prompt": "x", "repeat": 41}, None, "params.repeat"),
     ("imagine", {"prompt": "x", "raw": 1}, None, "params.raw"),

@@ -260,14 +260,22 @@ async def test_check_fetch_urls_skips_data_urls_and_absent_fields() -> None:
         "image_urls": ["data:image/png;base64,iVBORw0KGgo=", "https://cdn.example.com/2.png"],
         "mask_url": "DATA:image/png;base64,AAAA",
         "end_url": None,
-        "callback": "http://127.0.0.1/",  # not a fetch field
+        "prompt": "http://127.0.0.1/ a fox",  # free text: the provider's to read
     }
     await check_fetch_urls(guard, params)
 
 
-async def test_check_fetch_urls_only_the_fields_named() -> None:
-    params = {"image_urls": ["http://10.0.0.1/"], "mask_url": "http://8.8.8.8/m.png"}
-    await check_fetch_urls(LITERALS, params, fields=("mask_url",))
+@pytest.mark.parametrize("field", ["dref", "cref", "sref", "some_future_field"])
+async def test_check_fetch_urls_checks_every_url_valued_param(field: str) -> None:
+    # Not only the fields listed: any param that is an http(s) URL is one a provider fetches.
+    for value, name in (
+        ("http://169.254.169.254/", f"params.{field}"),
+        (["1234", " HTTP://10.0.0.1/x.png"], f"params.{field}[1]"),
+    ):
+        with pytest.raises(ValidationFailed) as info:
+            await check_fetch_urls(LITERALS, {"prompt": "a fox", field: value})
+        assert info.value.field == name
+    await check_fetch_urls(LITERALS, {field: ["1234", "random", "http://8.8.8.8/s.png"]})
 
 
 async def test_check_fetch_urls_refuses_a_non_string() -> None:

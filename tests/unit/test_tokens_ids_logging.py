@@ -11,7 +11,7 @@ import orjson
 import structlog
 
 from service.domain.ids import is_id, new_id
-from service.logging import configure_logging
+from service.logging import configure_logging, flush_logs
 from service.security.tokens import CallbackTokens
 
 
@@ -84,3 +84,44 @@ def test_a_log_file_gets_every_line_as_json(tmp_path: Path) -> None:
         configure_logging(level="debug", fmt="json", stream=sys.stderr, cache=False)
     [record] = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     assert record["event"] == "task.transition" and record["api_key"] == "[redacted]"
+
+
+def test_flush_logs_writes_the_batched_lines_at_once() -> None:
+    import asyncio
+    import sys
+
+    out = io.BytesIO()
+    configure_logging(level="info", fmt="json", stream=out, cache=False)
+
+    async def shutting_down() -> bytes:
+        structlog.get_logger().info("jobhook.stopped")
+        before = out.getvalue()  # batched: written up to 50 ms later, on the loop
+        flush_logs()
+        return before
+
+    try:
+        before = asyncio.run(shutting_down())
+    finally:
+        configure_logging(level="debug", fmt="json", stream=sys.stderr, cache=False)
+    assert before == b""
+    assert orjson.loads(out.getvalue())["event"] == "jobhook.stopped"
+
+
+def test_a_loop_that_closed_before_its_flush_does_not_hold_back_later_lines() -> None:
+    import asyncio
+    import sys
+
+    out = io.BytesIO()
+    configure_logging(level="info", fmt="json", stream=out, cache=False)
+
+    async def log(event: str, *, linger: float) -> None:
+        structlog.get_logger().info(event)
+        await asyncio.sleep(linger)
+
+    try:
+        asyncio.run(log("first", linger=0))  # the loop closes with its flush still pending
+        asyncio.run(log("second", linger=0.2))  # a flush of its own, 50 ms later
+        written = out.getvalue()
+    finally:
+        configure_logging(level="debug", fmt="json", stream=sys.stderr, cache=False)
+    assert [orjson.loads(line)["event"] for line in written.splitlines()] == ["first", "second"]
