@@ -120,14 +120,27 @@ def request_hash(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _stored_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Params as kept on the task: a base64 mask is summarised, never stored or echoed."""
-    kept = dict(params)
-    mask = kept.get("mask")
-    if isinstance(mask, str):
-        digest = hashlib.sha256(mask.encode()).hexdigest()[:16]
-        kept["mask"] = f"<base64 mask, {len(mask)} chars, sha256 {digest}>"
+def stored_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params as kept on the task: base64 images (a `mask`, any `data:` URL) are summarised,
+    never stored or echoed."""
+    kept: dict[str, Any] = {}
+    for name, value in params.items():
+        if name == "mask" and isinstance(value, str):
+            kept[name] = _summary("mask", value)
+        elif isinstance(value, list):
+            kept[name] = [_summary("image", v) if _is_data(v) else v for v in value]
+        else:
+            kept[name] = _summary("image", value) if _is_data(value) else value
     return kept
+
+
+def _is_data(value: Any) -> bool:
+    return isinstance(value, str) and value[:5].lower() == "data:"
+
+
+def _summary(kind: str, value: str) -> str:
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    return f"<base64 {kind}, {len(value)} chars, sha256 {digest}>"
 
 
 async def submit(
@@ -195,7 +208,7 @@ async def submit(
             owner=owner,
             provider=provider.name,
             action=req.action,
-            params=_stored_params(params),
+            params=stored_params(params),
             parent_id=parent_task["id"] if parent_task else None,
             metadata=req.metadata,
             callback_url=req.callback_url,

@@ -90,4 +90,6 @@ class Observation:
     detail: str | None = None
     #: True only for the client's modal call, the one move that takes MODAL back to SUBMITTED.
     modal_call: bool = False
+    #: params the task gains when this observation applies (the modal call's prompt and mask)
+    params_patch: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -308,6 +308,8 @@ def _changes(row: sqlite3.Row, decision: Decision, obs: Observation, now: str) -
         }
         if obs.result is not None:
             sets["result"] = _dumps(obs.result)
+        if obs.params_patch:
+            sets["params"] = _dumps({**orjson.loads(row["params"] or "{}"), **obs.params_patch})
         if decision.status is Status.FAILURE or decision.status is Status.CANCEL:
             error = obs.error or task_error(
                 "provider_failed" if decision.status is Status.FAILURE else "cancelled",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import re
 import time
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -23,7 +24,7 @@ from service.providers.client import send
 from service.security.ssrf import check_fetch_urls
 from service.services import Services
 from service.store.base import IdempotencyKey, TaskQuery
-from service.submit import parse_submit, request_hash, submit
+from service.submit import parse_submit, request_hash, stored_params, submit
 from service.web.guard import slot
 from service.web.problems import JSON
 from service.web.requests import (
@@ -238,7 +239,8 @@ async def modal_task(request: Request) -> Response:
         response = await send(
             svc.http, provider, provider.build_modal(task["provider_task_id"], params)
         )
-        obs = provider.parse_modal(response)
+        # The task shows what was sent with the modal call (a base64 mask as a summary).
+        obs = replace(provider.parse_modal(response), params_patch={"modal": stored_params(params)})
     except BaseException:
         await asyncio.shield(svc.store.release_modal(task["id"]))
         raise

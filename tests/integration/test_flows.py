@@ -74,8 +74,13 @@ async def test_flow_c_inpaint_modal_then_success(client: httpx.AsyncClient) -> N
     assert r.status_code == 202, r.text
     assert r.json()["status"] == "SUBMITTED"
     assert r.json()["provider_task_id"] == inpaint["provider_task_id"]  # same provider task
+    # The task shows what the modal call sent: the prompt, and the mask only as a summary.
+    sent = r.json()["params"]["modal"]
+    assert sent["prompt"] == "a red leather sofa" and sent["mask"].startswith("<base64 mask, ")
+    assert mask[:40] not in r.text
     done = await finished(client, inpaint["id"])
     assert done["status"] == "SUCCESS" and len(done["result"]["images"]) == 4
+    assert done["params"]["modal"] == sent
     types = [e["type"] for e in await events_of(client, inpaint["id"]) if e["outcome"] == "applied"]
     assert types[:3] == ["modal", "submitted", "progress"] or types[0] == "modal"
     assert_problem(await client.post(f"/v1/tasks/{inpaint['id']}/modal", json={}), 409)
