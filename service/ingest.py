@@ -10,11 +10,14 @@ import math
 import time
 from collections.abc import Callable
 
+from service.domain.clock import utcnow_iso
 from service.domain.models import Observation
+from service.domain.plan import Change, Snapshot, plan
+from service.domain.schedule import Schedule
 from service.hub import Hub
 from service.logging import log
 from service.metrics import Metrics
-from service.store.base import Applied, Schedule, Store
+from service.store.base import Applied, Planner, Store
 
 
 class Ingest:
@@ -31,7 +34,9 @@ class Ingest:
         self, task_id: str, obs: Observation, *, schedule: Schedule | None = None
     ) -> Applied:
         started = time.perf_counter()
-        applied = await self.store.apply(task_id, obs, schedule=schedule)
+        applied = await self.store.apply(
+            task_id, dedupe_key=obs.dedupe_key, planner=planner(obs, schedule)
+        )
         self.metrics.ingest_seconds.observe(time.perf_counter() - started)
         self.metrics.observations.inc(obs.source, applied.decision.outcome)
         if schedule is not None:
@@ -59,3 +64,13 @@ class Ingest:
         else:
             log.info("task.observation", reason=decision.reason, **fields)
         return applied
+
+
+def planner(obs: Observation, schedule: Schedule | None = None) -> Planner:
+    """The domain's plan for `obs`, run by the store on the snapshot it loads, in its
+    transaction (the clock is read there, at the moment of the write)."""
+
+    def planned(snapshot: Snapshot) -> Change:
+        return plan(snapshot, obs, schedule=schedule, now=utcnow_iso(), now_epoch=time.time())
+
+    return planned

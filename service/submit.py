@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from service.domain import schedule
 from service.domain.ids import new_id
 from service.domain.models import (
     ACTIONS,
@@ -23,6 +24,7 @@ from service.domain.models import (
     Observation,
     task_error,
 )
+from service.domain.schedule import Schedule
 from service.domain.status import Status
 from service.errors import (
     Conflict,
@@ -39,8 +41,7 @@ from service.providers.client import send
 from service.security.ssrf import UnsafeURL, check_fetch_urls
 from service.security.urls import MAX_URL_CHARS, BadURL, parse_url
 from service.services import Services
-from service.store.base import Applied, IdempotencyKey, NewTask, Schedule
-from service.workers import schedule
+from service.store.base import Applied, IdempotencyKey, NewTask
 
 FIELDS = frozenset(
     {"provider", "action", "params", "parent_id", "callback_url", "callback_events", "metadata"}

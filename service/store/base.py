@@ -5,12 +5,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from service.domain.models import Observation
+from service.domain.plan import Change, Snapshot
+from service.domain.schedule import Schedule
 from service.domain.status import Decision, Status
+
+#: The domain's plan for one ingest, given the snapshot the store loaded (see domain/plan.py).
+Planner = Callable[[Snapshot], Change]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,27 +70,6 @@ class DeliveryResult:
     next_attempt_at: float
     http_status: int | None = None
     error: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Schedule:
-    """When to poll a task next; `attempts` counts polls in a row that changed nothing.
-
-    A poll does not know before ingest whether it changes the task: `idle_*` is the schedule
-    to use when the observation is not applied (backed off), the plain one when it is.
-    """
-
-    next_poll_at: float
-    attempts: int = 0
-    idle_next_poll_at: float | None = None
-    idle_attempts: int = 0
-    #: the poll holding the task's lease is done with it (only the poller sets this)
-    release: bool = False
-
-    def pick(self, applied: bool) -> tuple[float, int]:
-        if applied or self.idle_next_poll_at is None:
-            return self.next_poll_at, self.attempts
-        return self.idle_next_poll_at, self.idle_attempts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,13 +142,12 @@ class Store(Protocol):
         """
         ...
 
-    async def apply(
-        self, task_id: str, obs: Observation, *, schedule: Schedule | None = None
-    ) -> Applied:
-        """Record `obs` and apply the state machine's decision, all in one transaction.
-
-        With `schedule`, the task's next poll is set (and its poll lease released) too.
-        """
+    async def apply(self, task_id: str, *, dedupe_key: str | None, planner: Planner) -> Applied:
+        """In one transaction: load the task's Snapshot (with how often `dedupe_key` was seen
+        and the owner's subscribers), call `planner` on it (the domain decides; the store
+        decides nothing), and write the Change it returns (event, version-checked task update,
+        outbox rows). NotFound for an unknown task; StoreUnavailable when the task changed
+        under us or the store could not commit."""
         ...
 
     async def reschedule(self, task_id: str, schedule: Schedule) -> None:

@@ -20,12 +20,13 @@ import aiosqlite
 import orjson
 
 from service.domain.clock import utcnow_iso
-from service.domain.ids import new_id
-from service.domain.models import RAW_LIMIT, Observation, task_error
-from service.domain.status import TERMINAL, Decision, Status, TaskState, decide, event_type_for
+from service.domain.plan import JSON_COLUMNS, Change, OutboxRow, Snapshot, Subscriber
+from service.domain.schedule import Schedule
+from service.domain.status import Status
 from service.domain.views import event_view, task_view
 from service.errors import Conflict, NotFound, StoreUnavailable
 from service.logging import log
+from service.store import queries
 from service.store import sqlite_outbox as outbox
 from service.store.base import (
     Applied,
@@ -35,8 +36,8 @@ from service.store.base import (
     IdempotencyKey,
     NewTask,
     Page,
+    Planner,
     PollClaim,
-    Schedule,
     Stats,
     TaskQuery,
     TimerLimits,
@@ -50,18 +51,6 @@ MODAL_CALL_LEASE = 60.0
 
 def _dumps(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
-
-
-def _bounded_raw(raw: Any) -> str | None:
-    if raw is None:
-        return None
-    try:
-        text = raw if isinstance(raw, str) else orjson.dumps(raw, default=str).decode()
-    except orjson.JSONEncodeError:  # kept for inspection only: never fail a write over it
-        text = orjson.dumps({"unserializable": True, "head": repr(raw)[:1024]}).decode()
-    if len(text) > RAW_LIMIT:
-        return orjson.dumps({"truncated": True, "size": len(text), "head": text[:1024]}).decode()
-    return text
 
 
 def encode_cursor(value: str) -> str:
@@ -156,171 +145,75 @@ def _create(
 
 # The task, whether this delivery was seen before, and the owner's live endpoints (who hears of
 # an announced change): one statement, since each statement hands the GIL to the event loop.
-# `seen` counts the events with the observation's dedupe key, up to 2 (the first one, and the
-# `duplicate` event that counts every later replay).
-_LOAD = (
-    "SELECT t.*, (SELECT count(*) FROM (SELECT 1 FROM events"
-    "  WHERE task_id = t.id AND dedupe_key = ? LIMIT 2)) AS seen,"
-    " (SELECT json_group_array(json_array(e.id, e.url, json(e.events))) FROM endpoints e"
-    "  WHERE e.owner = t.owner AND e.disabled_at IS NULL AND e.deleted_at IS NULL) AS endpoints"
-    " FROM tasks t WHERE t.id = ?"
-)
+Q = queries.load("sqlite_queries.sql")
 
 
 def _apply(
-    conn: sqlite3.Connection,
-    task_id: str,
-    obs: Observation,
-    now_epoch: float,
-    schedule: Schedule | None,
+    conn: sqlite3.Connection, task_id: str, dedupe_key: str | None, planner: Planner
 ) -> Applied:
-    # Three statements per unit at most (load, insert event, update task) plus the outbox rows
-    # of an announced change; the views are built in Python rather than read back.
-    row = conn.execute(_LOAD, (obs.dedupe_key, task_id)).fetchone()
-    if row is None:
+    """Load the snapshot, let the domain plan the change, write it: one transaction."""
+    row = conn.execute(Q["load_for_ingest"], {"dedupe_key": dedupe_key, "task_id": task_id})
+    loaded = row.fetchone()
+    if loaded is None:
         raise NotFound(f"no task {task_id}")
-    now = utcnow_iso()
-    state = TaskState(
-        status=Status(row["status"]),
-        progress=row["progress"],
-        modal_entered=bool(row["modal_entered"]),
-        provider_task_id=row["provider_task_id"],
+    snapshot = Snapshot(
+        task=_decoded(loaded),
+        seen=loaded["seen"],
+        subscribers=[
+            Subscriber(id=i, url=u, events=tuple(e or ()))
+            for i, u, e in orjson.loads(loaded["endpoints"])
+        ],
     )
-    if row["seen"] >= 2:
-        return _repeated(conn, row, task_id, obs)
-    if row["seen"]:
-        decision = Decision(
-            outcome="duplicate",
-            status=state.status,
-            progress=state.progress,
-            modal_entered=state.modal_entered,
-            reason="this delivery was recorded before",
+    return _persist(conn, task_id, planner(snapshot), snapshot)
+
+
+def _decoded(row: sqlite3.Row) -> dict[str, Any]:
+    task = dict(row)
+    for column in JSON_COLUMNS:
+        if isinstance(task[column], str):
+            task[column] = orjson.loads(task[column])
+    return task
+
+
+def _persist(conn: sqlite3.Connection, task_id: str, change: Change, snapshot: Snapshot) -> Applied:
+    if change.event is None:
+        event = event_view(
+            conn.execute(
+                Q["count_repeat"], {"task_id": task_id, "dedupe_key": change.dedupe_key}
+            ).fetchone()
         )
     else:
-        decision = decide(state, obs)
-    detail = {
-        k: v
-        for k, v in (
-            ("reason", decision.reason),
-            ("error", obs.error),
-            ("provider_task_id", obs.provider_task_id),
-            ("note", obs.detail if obs.status is not None else None),
+        event = change.event
+        conn.execute(
+            Q["insert_event"],
+            {
+                **event,
+                "detail": _dumps(event["detail"]),
+                "dedupe_key": change.dedupe_key,
+                "raw": change.raw,
+            },
         )
-        if v
-    }
-    event = {
-        "id": new_id("evt"),
-        "task_id": task_id,
-        "source": obs.source,
-        "type": event_type_for(obs.status),
-        "outcome": decision.outcome,
-        "from_status": state.status.value,
-        "to_status": obs.status.value if obs.status is not None else None,
-        "progress": obs.progress,
-        "received_at": now,
-        "detail": _dumps(detail or None),
-    }
-    conn.execute(
-        "INSERT INTO events (id, task_id, source, type, outcome, from_status, to_status, progress,"
-        " received_at, detail, dedupe_key, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (*event.values(), obs.dedupe_key, _bounded_raw(obs.raw)),
-    )
-    sets = _changes(row, decision, obs, now)
-    if decision.applied and decision.status != state.status:
-        sets["status_since"] = now_epoch
-    if schedule is not None and decision.status not in TERMINAL:
-        next_poll_at, attempts = schedule.pick(decision.applied)
-        sets |= {"next_poll_at": next_poll_at, "poll_attempts": attempts}
-        if schedule.release:  # only the poll that holds the lease gives it back
-            sets["poll_lease_until"] = None
-    task = dict(row)
-    if sets:
-        assignments = ", ".join(f"{column} = ?" for column in sets)
-        cursor = conn.execute(
-            f"UPDATE tasks SET {assignments} WHERE id = ? AND version = ?",
-            (*sets.values(), task_id, row["version"]),
-        )
+    if change.sets:
+        columns = {**snapshot.task, **change.sets}
+        for column in JSON_COLUMNS:
+            columns[column] = _dumps(columns[column])
+        cursor = conn.execute(Q["update_task"], {**columns, "old_version": change.version})
         if cursor.rowcount != 1:
             raise StoreUnavailable(f"task {task_id} changed under us; retry")
-        task.update(sets)
-    view = task_view(task)
-    deliveries: tuple[str, ...] = ()
-    if decision.applied:
-        deliveries = outbox.enqueue(
-            conn,
-            view,
-            row["owner"],
-            orjson.loads(row["endpoints"]),
-            event_type_for(decision.status),
-            now,
-            now_epoch,
-        )
+    if change.outbox:
+        conn.executemany(Q["insert_outbox"], [vars_(row) for row in change.outbox])
     return Applied(
-        task=view,
-        event=event_view({**event, "repeats": 0}),
-        decision=decision,
-        from_status=state.status,
-        deliveries=deliveries,
-        owner=row["owner"],
-    )
-
-
-def _repeated(
-    conn: sqlite3.Connection, row: sqlite3.Row, task_id: str, obs: Observation
-) -> Applied:
-    """A delivery seen twice already: its `duplicate` event counts one more repeat; no new row,
-    so a replay loop cannot grow the history."""
-    event = conn.execute(
-        "UPDATE events SET repeats = repeats + 1 WHERE id = (SELECT id FROM events"
-        " WHERE task_id = ? AND dedupe_key = ? ORDER BY id DESC LIMIT 1)"
-        " RETURNING *",
-        (task_id, obs.dedupe_key),
-    ).fetchone()
-    state = Status(row["status"])
-    decision = Decision(
-        outcome="duplicate",
-        status=state,
-        progress=row["progress"],
-        modal_entered=bool(row["modal_entered"]),
-        reason="this delivery was recorded before",
-    )
-    return Applied(
-        task=task_view(row),
+        task=change.task,
         event=event_view(event),
-        decision=decision,
-        from_status=state,
-        deliveries=(),
-        owner=row["owner"],
+        decision=change.decision,
+        from_status=change.from_status,
+        deliveries=tuple(row.id for row in change.outbox),
+        owner=change.owner,
     )
 
 
-def _changes(row: sqlite3.Row, decision: Decision, obs: Observation, now: str) -> dict[str, Any]:
-    """The task columns this decision changes (empty when nothing does)."""
-    sets: dict[str, Any] = {}
-    if decision.applied:
-        sets |= {
-            "status": decision.status.value,
-            "progress": decision.progress,
-            "modal_entered": int(decision.modal_entered),
-            "version": row["version"] + 1,
-            "sequence": row["sequence"] + 1,
-            "updated_at": now,
-        }
-        if obs.result is not None:
-            sets["result"] = _dumps(obs.result)
-        if obs.params_patch:
-            sets["params"] = _dumps({**orjson.loads(row["params"] or "{}"), **obs.params_patch})
-        if decision.status is Status.FAILURE or decision.status is Status.CANCEL:
-            error = obs.error or task_error(
-                "provider_failed" if decision.status is Status.FAILURE else "cancelled",
-                "the provider reported the task ended without saying why",
-            )
-            sets["error"] = _dumps(error)
-        if decision.status in TERMINAL:
-            sets |= {"finished_at": now, "next_poll_at": None, "poll_lease_until": None}
-    if obs.provider_task_id and not row["provider_task_id"] and not decision.foreign:
-        sets["provider_task_id"] = obs.provider_task_id
-    return sets
+def vars_(row: OutboxRow) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in row.__slots__}
 
 
 def _reschedule(conn: sqlite3.Connection, task_id: str, schedule: Schedule) -> None:
@@ -447,10 +340,8 @@ class SQLiteStore:
     ) -> tuple[dict[str, Any], bool]:
         return await self._writer.run(_create, new, idempotency)
 
-    async def apply(
-        self, task_id: str, obs: Observation, *, schedule: Schedule | None = None
-    ) -> Applied:
-        return await self._writer.run(_apply, task_id, obs, time.time(), schedule)
+    async def apply(self, task_id: str, *, dedupe_key: str | None, planner: Planner) -> Applied:
+        return await self._writer.run(_apply, task_id, dedupe_key, planner)
 
     async def reschedule(self, task_id: str, schedule: Schedule) -> None:
         await self._writer.run(_reschedule, task_id, schedule)

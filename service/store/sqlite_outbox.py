@@ -60,40 +60,6 @@ def delivery_view(row: Any) -> dict[str, Any]:
     }
 
 
-def enqueue(
-    conn: sqlite3.Connection,
-    task: dict[str, Any],
-    owner: str,
-    endpoints: list[list[Any]],
-    kind: str,
-    now: str,
-    now_epoch: float,
-) -> tuple[str, ...]:
-    """One outbox row per subscriber of this change, in the change's own transaction: the
-    task's callback_url (if it asked for this event) and the owner's live `endpoints`
-    (`[id, url, events]`, read with the task)."""
-    event_type = f"task.{kind}"
-    targets: list[tuple[str, str]] = []
-    if task["callback_url"] and event_type in (task["callback_events"] or ()):
-        targets.append(("task", task["callback_url"]))
-    for endpoint_id, url, events in endpoints:
-        if not events or event_type in events:
-            targets.append((endpoint_id, url))
-    if not targets:
-        return ()
-    payload = orjson.dumps({"type": event_type, "timestamp": now, "data": task}).decode()
-    ids = tuple(new_id("msg") for _ in targets)
-    conn.executemany(
-        "INSERT INTO outbox (id, task_id, owner, subscriber, url, event_type, sequence, payload,"
-        " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (i, task["id"], owner, sub, url, event_type, task["sequence"], payload, now_epoch, now)
-            for i, (sub, url) in zip(ids, targets, strict=True)
-        ],
-    )
-    return ids
-
-
 def create_endpoint(
     conn: sqlite3.Connection, owner: str, url: str, events: list[str], description: str | None
 ) -> dict[str, Any]:

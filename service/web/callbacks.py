@@ -17,15 +17,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service.domain import schedule
 from service.domain.models import Observation
+from service.domain.schedule import Schedule
 from service.domain.status import TERMINAL
 from service.errors import Forbidden, MalformedCallback, NotFound, PayloadTooLarge, Unauthorized
 from service.logging import log
 from service.services import Services
-from service.store.base import Schedule
 from service.web.problems import JSON
 from service.web.requests import read_body
-from service.workers import schedule
 
 
 async def receive_callback(request: Request) -> Response:

@@ -115,6 +115,7 @@ def _op(
 NO_TASK = (404, "No such task (or not yours)")
 NO_ENDPOINT = (404, "No such endpoint")
 UPLOAD_LIMIT = (413, "The body is larger than the limit (JOBHOOK_MAX_UPLOAD_BYTES)")
+BUSY = (503, "The store could not commit, or the provider is rate limiting jobhook; retry")
 READYZ = {
     "type": "object",
     "required": ["status"],
@@ -163,7 +164,7 @@ OPERATIONS: dict[str, dict[str, tuple[dict[str, Any], Codes]]] = {
                 422,
                 "4XX",
                 502,
-                503,
+                BUSY,
             ),
             params=(IDEMPOTENCY_KEY,),
             body="SubmitRequest",
@@ -225,7 +226,7 @@ OPERATIONS: dict[str, dict[str, tuple[dict[str, Any], Codes]]] = {
                 422,
                 "4XX",
                 502,
-                503,
+                BUSY,
             ),
             params=(ID,),
             body="ModalRequest",

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service.domain import schedule
 from service.domain.clock import parse_rfc3339, to_iso
 from service.domain.models import ACTIONS, Observation, task_error
 from service.domain.status import TERMINAL, Status
@@ -34,7 +35,6 @@ from service.web.requests import (
     only_params,
     read_json_object,
 )
-from service.workers import schedule
 
 MAX_WAIT = 120.0
 #: RFC 3339's date-time, and nothing else datetime.fromisoformat would also read

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from service.domain import schedule
 from service.domain.models import Observation, task_error
 from service.domain.status import Status
 from service.errors import JobhookError, ProviderRejected, ProviderUnavailable
@@ -23,7 +24,6 @@ from service.providers.base import Provider
 from service.providers.client import send
 from service.services import Services
 from service.store.base import PollClaim
-from service.workers import schedule
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,6 +20,7 @@ from service.web import stream
 from service.web.guard import Slots
 from tests.conftest import open_app
 from tests.integration.test_callbacks import services
+from tests.support.ingest import apply
 from tests.support.wait import eventually
 
 
@@ -161,7 +162,7 @@ async def test_changes_committed_by_another_process_reach_waiters(
         waiting = asyncio.create_task(web_only.get(f"/v1/tasks/{task_id}", params={"wait": 60}))
         await eventually(lambda: svc.hub.waiting > 0)
         change = Observation(status=Status.IN_PROGRESS, source="poll", progress=40)
-        await worker.apply(task_id, change)
+        await apply(worker, task_id, change)
         r = await asyncio.wait_for(waiting, timeout=10)
         assert r.json()["status"] == "IN_PROGRESS" and r.json()["progress"] == 40
     finally:

@@ -17,6 +17,7 @@ from service.domain.status import ALLOWED, TERMINAL, Status
 from service.errors import Conflict, NotFound, StoreUnavailable
 from service.store.base import IdempotencyKey, NewTask, TaskQuery
 from service.store.sqlite import SQLiteStore, migrations
+from tests.support.ingest import apply
 
 
 @pytest.fixture
@@ -76,7 +77,8 @@ def test_sql_transitions_table_agrees_with_python(tmp_path: Path) -> None:
 
 async def test_apply_records_event_and_changes_task(store: SQLiteStore) -> None:
     task = await make_task(store)
-    done = await store.apply(
+    done = await apply(
+        store,
         str(task["id"]),
         Observation(
             status=Status.SUCCESS,
@@ -89,11 +91,15 @@ async def test_apply_records_event_and_changes_task(store: SQLiteStore) -> None:
     assert done.decision.applied and done.task["status"] == "SUCCESS"
     assert done.task["progress"] == 100 and done.task["finished_at"]
     assert done.task["provider_task_id"] == "p-1"
-    again = await store.apply(
-        str(task["id"]), Observation(status=Status.SUCCESS, source="callback", dedupe_key="k1")
+    again = await apply(
+        store,
+        str(task["id"]),
+        Observation(status=Status.SUCCESS, source="callback", dedupe_key="k1"),
     )
     assert again.decision.outcome == "duplicate"
-    conflict = await store.apply(str(task["id"]), Observation(status=Status.FAILURE, source="poll"))
+    conflict = await apply(
+        store, str(task["id"]), Observation(status=Status.FAILURE, source="poll")
+    )
     assert conflict.decision.outcome == "conflict"
     assert conflict.task["status"] == "SUCCESS" and conflict.task["sequence"] == 1
     events = await store.list_events(str(task["id"]), cursor=None, limit=10)
@@ -109,7 +115,7 @@ async def test_concurrent_applies_are_group_committed_and_all_kept(store: SQLite
 
     async def drive(task_id: str) -> None:
         for i, status in enumerate(steps):
-            await store.apply(task_id, Observation(status=status, source="poll", progress=i * 40))
+            await apply(store, task_id, Observation(status=status, source="poll", progress=i * 40))
 
     await asyncio.gather(*(drive(str(t["id"])) for t in tasks))
     batches, units = store.batches
@@ -123,9 +129,11 @@ async def test_concurrent_applies_are_group_committed_and_all_kept(store: SQLite
 async def test_a_failing_unit_does_not_discard_its_batch_neighbours(store: SQLiteStore) -> None:
     good = [await make_task(store) for _ in range(10)]
     calls = [
-        store.apply(str(t["id"]), Observation(status=Status.SUBMITTED, source="api")) for t in good
+        apply(store, str(t["id"]), Observation(status=Status.SUBMITTED, source="api")) for t in good
     ]
-    calls.insert(5, store.apply("task_missing", Observation(status=Status.SUBMITTED, source="api")))
+    calls.insert(
+        5, apply(store, "task_missing", Observation(status=Status.SUBMITTED, source="api"))
+    )
     results = await asyncio.gather(*calls, return_exceptions=True)
     assert isinstance(results[5], NotFound)
     for t in good:
@@ -142,10 +150,10 @@ async def test_a_locked_database_is_store_unavailable_and_then_recovers(tmp_path
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         with pytest.raises(StoreUnavailable):
-            await store.apply(str(task["id"]), Observation(status=Status.SUBMITTED, source="api"))
+            await apply(store, str(task["id"]), Observation(status=Status.SUBMITTED, source="api"))
         blocker.execute("ROLLBACK")
         blocker.close()
-        ok = await store.apply(str(task["id"]), Observation(status=Status.SUBMITTED, source="api"))
+        ok = await apply(store, str(task["id"]), Observation(status=Status.SUBMITTED, source="api"))
         assert ok.decision.applied
     finally:
         await store.close()
@@ -178,7 +186,7 @@ async def test_committed_rows_survive_reopening(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     await store.open()
     task = await make_task(store)
-    await store.apply(str(task["id"]), Observation(status=Status.SUBMITTED, source="api"))
+    await apply(store, str(task["id"]), Observation(status=Status.SUBMITTED, source="api"))
     await store.close()
     reopened = SQLiteStore(path)
     await reopened.open()
@@ -192,7 +200,7 @@ async def test_committed_rows_survive_reopening(tmp_path: Path) -> None:
 
 async def test_listing_filters_and_cursor_paging(store: SQLiteStore) -> None:
     made = [await make_task(store, action="imagine" if i % 2 else "upscale") for i in range(7)]
-    await store.apply(str(made[0]["id"]), Observation(status=Status.SUBMITTED, source="api"))
+    await apply(store, str(made[0]["id"]), Observation(status=Status.SUBMITTED, source="api"))
     seen: list[str] = []
     cursor = None
     while True:
@@ -218,7 +226,8 @@ async def test_a_store_error_in_one_unit_does_not_misreport_the_others(
         conn.execute("SELECT * FROM no_such_table")  # an OperationalError inside a unit
 
     calls: list[Any] = [
-        store.apply(str(t["id"]), Observation(status=Status.SUBMITTED, source="api")) for t in tasks
+        apply(store, str(t["id"]), Observation(status=Status.SUBMITTED, source="api"))
+        for t in tasks
     ]
     calls.insert(3, store._writer.run(broken))
     results = await asyncio.gather(*calls, return_exceptions=True)

@@ -19,6 +19,7 @@ from service.services import Services
 from service.store.base import NewTask, Schedule, TimerLimits
 from service.store.sqlite import SQLiteStore
 from service.workers.timers import Timers
+from tests.support.ingest import apply
 
 
 async def _due_tasks(store: SQLiteStore, n: int) -> list[str]:
@@ -27,7 +28,8 @@ async def _due_tasks(store: SQLiteStore, n: int) -> list[str]:
         task, _ = await store.create_task(
             NewTask(id=new_id("task"), owner="o", provider="simulator", action="imagine", params={})
         )
-        await store.apply(
+        await apply(
+            store,
             task["id"],
             Observation(status=Status.SUBMITTED, source="api", provider_task_id=new_id("p")),
             schedule=Schedule(next_poll_at=time.time() - 1),
@@ -82,7 +84,7 @@ async def test_restart_reschedules_every_unfinished_task(
     ids = await _due_tasks(a, 5)
     for task_id in ids:
         await a.reschedule(task_id, Schedule(next_poll_at=time.time() + 3600))
-    await a.apply(ids[0], Observation(status=Status.SUCCESS, source="poll"))
+    await apply(a, ids[0], Observation(status=Status.SUCCESS, source="poll"))
     now = time.time()
     assert await a.reschedule_unfinished(now, spread=10) == 4
     claims = await a.claim_due_polls(now + 10, limit=10, lease=30)

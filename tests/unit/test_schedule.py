@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
+from service.domain import schedule
 from service.domain.status import Status
 from service.providers.apiframe import ApiframeProvider
-from service.workers import schedule
 
 PROVIDER = ApiframeProvider(api_key="k")  # poll_interval 2.5, callbacks
 NOW = 1_000_000.0

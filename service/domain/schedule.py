@@ -7,10 +7,42 @@ learn nothing or fail, and never come sooner than a provider's Retry-After.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+from typing import Protocol
 
 from service.domain.status import Status
-from service.providers.base import Provider
-from service.store.base import Schedule
+
+
+class Provider(Protocol):
+    """The facts of a provider a schedule depends on."""
+
+    @property
+    def poll_interval(self) -> float: ...
+
+    @property
+    def supports_callbacks(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """When to poll a task next; `attempts` counts polls in a row that changed nothing.
+
+    A poll does not know before ingest whether it changes the task: `idle_*` is the schedule
+    to use when the observation is not applied (backed off), the plain one when it is.
+    """
+
+    next_poll_at: float
+    attempts: int = 0
+    idle_next_poll_at: float | None = None
+    idle_attempts: int = 0
+    #: the poll holding the task's lease is done with it (only the poller sets this)
+    release: bool = False
+
+    def pick(self, applied: bool) -> tuple[float, int]:
+        if applied or self.idle_next_poll_at is None:
+            return self.next_poll_at, self.attempts
+        return self.idle_next_poll_at, self.idle_attempts
+
 
 #: The longest wait between two polls of one running task.
 CAP = 60.0

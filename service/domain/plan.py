@@ -1,0 +1,264 @@
+"""Planning one ingest: what an observation does to a task, decided here, persisted by a store.
+
+`plan(snapshot, observation, ...)` is pure. From the task as loaded, whether this delivery was
+seen before, and who listens, it decides everything a store then writes in one transaction: the
+outcome (the state machine's `decide`), the event row (or one more repeat on the duplicate event
+already there), the changed task columns with the version they must replace, the next poll, the
+default error of an unexplained ending, and one outbox row per subscriber with the exact signed
+body. SQLite and PostgreSQL differ only in how they load the snapshot and write the Change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from service.domain.ids import new_id
+from service.domain.models import RAW_LIMIT, Observation, task_error
+from service.domain.schedule import Schedule
+from service.domain.status import TERMINAL, Decision, Status, TaskState, decide, event_type_for
+from service.domain.views import task_view
+
+#: Task columns that hold JSON (a store encodes them its own way).
+JSON_COLUMNS = frozenset({"params", "result", "error", "metadata", "callback_events"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subscriber:
+    """An owner's live endpoint: who hears of an announced change (`events` empty: all)."""
+
+    id: str
+    url: str
+    events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """What a store loads, in one query, before planning an ingest."""
+
+    #: the task row by column name, JSON columns decoded
+    task: Mapping[str, Any]
+    #: events of this task already carrying the observation's dedupe key (0, 1, or 2: more are
+    #: counted on the second, the `duplicate` event)
+    seen: int
+    subscribers: Sequence[Subscriber] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxRow:
+    id: str
+    task_id: str
+    owner: str
+    #: "task" for the task's own callback_url, else the endpoint's id
+    subscriber: str
+    url: str
+    event_type: str
+    sequence: int
+    #: the webhook body, exactly as it is signed and sent
+    payload: str
+    next_attempt_at: float
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    """Everything one ingest writes, decided: a store persists it in one transaction."""
+
+    decision: Decision
+    from_status: Status
+    owner: str
+    #: the event row to insert; None when this is one more repeat of a delivery already
+    #: recorded twice (the store then adds one to the `repeats` of the latest event with
+    #: `dedupe_key`)
+    event: dict[str, Any] | None
+    dedupe_key: str | None
+    #: the raw payload kept with the event, bounded (JSON text)
+    raw: str | None
+    #: changed task columns (JSON columns as values), written only if `version` still holds
+    sets: dict[str, Any]
+    version: int
+    #: the task as it is after the change (the public view)
+    task: dict[str, Any]
+    outbox: tuple[OutboxRow, ...] = ()
+
+    @property
+    def repeat(self) -> bool:
+        return self.event is None
+
+
+def plan(
+    snapshot: Snapshot,
+    obs: Observation,
+    *,
+    schedule: Schedule | None,
+    now: str,
+    now_epoch: float,
+) -> Change:
+    """Decide what `obs` does to the task in `snapshot` (pure: no I/O, no clock of its own)."""
+    row = snapshot.task
+    state = TaskState(
+        status=Status(row["status"]),
+        progress=row["progress"],
+        modal_entered=bool(row["modal_entered"]),
+        provider_task_id=row["provider_task_id"],
+    )
+    common = {"from_status": state.status, "owner": row["owner"], "version": row["version"]}
+    if snapshot.seen >= 2:  # seen twice: one more repeat, counted, no new row
+        return Change(
+            decision=_kept(state, "duplicate", "this delivery was recorded before"),
+            event=None,
+            dedupe_key=obs.dedupe_key,
+            raw=None,
+            sets={},
+            task=task_view(row),
+            **common,
+        )
+    if snapshot.seen:
+        decision = _kept(state, "duplicate", "this delivery was recorded before")
+    else:
+        decision = decide(state, obs)
+    sets = _changes(row, decision, obs, now)
+    if decision.applied and decision.status != state.status:
+        sets["status_since"] = now_epoch
+    if schedule is not None and decision.status not in TERMINAL:
+        next_poll_at, attempts = schedule.pick(decision.applied)
+        sets |= {"next_poll_at": next_poll_at, "poll_attempts": attempts}
+        if schedule.release:  # only the poll that holds the lease gives it back
+            sets["poll_lease_until"] = None
+    task = task_view({**row, **sets})
+    outbox: tuple[OutboxRow, ...] = ()
+    if decision.applied:
+        outbox = announce(task, row["owner"], snapshot.subscribers, decision, now, now_epoch)
+    return Change(
+        decision=decision,
+        event=_event(row["id"], obs, state, decision, now),
+        dedupe_key=obs.dedupe_key,
+        raw=bounded_raw(obs.raw),
+        sets=sets,
+        task=task,
+        outbox=outbox,
+        **common,
+    )
+
+
+def _kept(state: TaskState, outcome: Any, reason: str) -> Decision:
+    return Decision(
+        outcome=outcome,
+        status=state.status,
+        progress=state.progress,
+        modal_entered=state.modal_entered,
+        reason=reason,
+    )
+
+
+def _event(
+    task_id: str, obs: Observation, state: TaskState, decision: Decision, now: str
+) -> dict[str, Any]:
+    detail = {
+        k: v
+        for k, v in (
+            ("reason", decision.reason),
+            ("error", obs.error),
+            ("provider_task_id", obs.provider_task_id),
+            ("note", obs.detail if obs.status is not None else None),
+        )
+        if v
+    }
+    return {
+        "id": new_id("evt"),
+        "task_id": task_id,
+        "source": obs.source,
+        "type": event_type_for(obs.status),
+        "outcome": decision.outcome,
+        "from_status": state.status.value,
+        "to_status": obs.status.value if obs.status is not None else None,
+        "progress": obs.progress,
+        "received_at": now,
+        "detail": detail or None,
+        "repeats": 0,
+    }
+
+
+def _changes(
+    row: Mapping[str, Any], decision: Decision, obs: Observation, now: str
+) -> dict[str, Any]:
+    """The task columns this decision changes (empty when nothing does)."""
+    sets: dict[str, Any] = {}
+    if decision.applied:
+        sets |= {
+            "status": decision.status.value,
+            "progress": decision.progress,
+            "modal_entered": int(decision.modal_entered),
+            "version": row["version"] + 1,
+            "sequence": row["sequence"] + 1,
+            "updated_at": now,
+        }
+        if obs.result is not None:
+            sets["result"] = obs.result
+        if obs.params_patch:
+            sets["params"] = {**(row["params"] or {}), **obs.params_patch}
+        if decision.status is Status.FAILURE or decision.status is Status.CANCEL:
+            sets["error"] = obs.error or task_error(
+                "provider_failed" if decision.status is Status.FAILURE else "cancelled",
+                "the provider reported the task ended without saying why",
+            )
+        if decision.status in TERMINAL:
+            sets |= {"finished_at": now, "next_poll_at": None, "poll_lease_until": None}
+    if obs.provider_task_id and not row["provider_task_id"] and not decision.foreign:
+        sets["provider_task_id"] = obs.provider_task_id
+    return sets
+
+
+def announce(
+    task: Mapping[str, Any],
+    owner: str,
+    subscribers: Sequence[Subscriber],
+    decision: Decision,
+    now: str,
+    now_epoch: float,
+) -> tuple[OutboxRow, ...]:
+    """One outbox row per subscriber of this change: the task's callback_url (if it asked for
+    this event) and the owner's endpoints that take it; the body is the Standard Webhooks
+    payload `{"type", "timestamp", "data": <task>}`, the same bytes for each."""
+    event_type = f"task.{event_type_for(decision.status)}"
+    targets: list[tuple[str, str]] = []
+    if task["callback_url"] and event_type in (task["callback_events"] or ()):
+        targets.append(("task", task["callback_url"]))
+    for sub in subscribers:
+        if not sub.events or event_type in sub.events:
+            targets.append((sub.id, sub.url))
+    if not targets:
+        return ()
+    payload = orjson.dumps({"type": event_type, "timestamp": now, "data": task}).decode()
+    return tuple(
+        OutboxRow(
+            id=new_id("msg"),
+            task_id=task["id"],
+            owner=owner,
+            subscriber=subscriber,
+            url=url,
+            event_type=event_type,
+            sequence=task["sequence"],
+            payload=payload,
+            next_attempt_at=now_epoch,
+            created_at=now,
+        )
+        for subscriber, url in targets
+    )
+
+
+def bounded_raw(raw: Any) -> str | None:
+    """A provider's raw payload as kept with an event: JSON text, at most RAW_LIMIT characters
+    (longer is kept as its head); never a reason for a write to fail."""
+    if raw is None:
+        return None
+    try:
+        text = raw if isinstance(raw, str) else orjson.dumps(raw, default=str).decode()
+    except orjson.JSONEncodeError:
+        text = orjson.dumps({"unserializable": True, "head": repr(raw)[:1024]}).decode()
+    if len(text) > RAW_LIMIT:
+        return orjson.dumps({"truncated": True, "size": len(text), "head": text[:1024]}).decode()
+    return text
