@@ -24,6 +24,9 @@ MAX_TEXT_CHARS: Final = 8192
 MAX_ITEMS: Final = 16
 MAX_OBJECT_BYTES: Final = 16 * 1024
 MAX_PARAMS_BYTES: Final = 64 * 1024
+#: Params that may carry a base64 image (a `data:` URL, or a bare `mask`), bounded by the body
+#: limit and the adapter's image limit instead of MAX_TEXT_CHARS.
+IMAGE_FIELDS: Final = frozenset({"mask", "mask_url", "image_urls", "end_url", "image_url", "url"})
 #: The longest provider task id taken (uuids are 36 characters, APIMart's ids about 31).
 MAX_ID_CHARS: Final = 128
 
@@ -39,7 +42,7 @@ def bounded(params: Mapping[str, Any], *, prefix: str = "params.") -> None:
         field = f"{prefix}{name}"
         counted: Any = value
         if isinstance(value, str):
-            if name == "mask" or _is_data(value):
+            if name in IMAGE_FIELDS and (name == "mask" or _is_data(value)):
                 continue  # a base64 image: the body limit and the adapter's image limit hold
             _text_bound(field, value)
         elif isinstance(value, list):
@@ -48,9 +51,9 @@ def bounded(params: Mapping[str, Any], *, prefix: str = "params.") -> None:
             for n, item in enumerate(value):
                 if not isinstance(item, str | int | float):
                     raise ValidationFailed(f"{field}[{n}]", "must be a string or a number")
-                if isinstance(item, str) and not _is_data(item):
+                if isinstance(item, str) and not (name in IMAGE_FIELDS and _is_data(item)):
                     _text_bound(f"{field}[{n}]", item)
-            counted = [item for item in value if not _is_data(item)]
+            counted = [v for v in value if not (name in IMAGE_FIELDS and _is_data(v))]
         elif isinstance(value, dict) and len(orjson.dumps(value)) > MAX_OBJECT_BYTES:
             raise ValidationFailed(field, f"must be at most {MAX_OBJECT_BYTES} bytes of JSON")
         total += len(orjson.dumps(counted))

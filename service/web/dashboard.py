@@ -121,12 +121,6 @@ async def login(request: Request) -> Response:
     if svc.settings.dev_mode:
         return RedirectResponse("/", 303)
     _check_origin(request)
-    try:
-        check_auth_throttle(request)
-    except TooManyRequests as exc:
-        page = _page("login.html", 429, error=_error(exc.detail))
-        page.headers["Retry-After"] = str(exc.extra["retry_after"])
-        return page
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise BadRequest("expected a form (application/x-www-form-urlencoded)")
@@ -134,6 +128,12 @@ async def login(request: Request) -> Response:
     form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
     owner = owner_for_key(form.get("api_key", [""])[0].strip(), svc.settings.api_keys)
     if owner is None:
+        try:  # past too many failures from this address, a wrong key waits; a right one never
+            check_auth_throttle(request)
+        except TooManyRequests as exc:
+            page = _page("login.html", 429, error=_error(exc.detail))
+            page.headers["Retry-After"] = str(exc.extra["retry_after"])
+            return page
         auth_failed(request, "bad_login")
         return _page("login.html", 401, error=_error("That API key is not valid."))
     response = RedirectResponse("/", 303)

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.domain import jsonlimits
 from service.domain.ids import new_id
 from service.domain.numbers import whole_number
+from service.domain.status import Status
 from service.errors import (
     BadRequest,
     Forbidden,
@@ -75,14 +76,15 @@ def authenticate(request: Request, api_keys: Mapping[str, str]) -> str:
 
     With no keys configured jobhook is in development mode: every caller is the one local owner,
     and only loopback clients are served. A wrong key is logged (`auth.failed`) and counted
-    against the client's address; an address with too many failures is answered 429 for a while.
+    against the client's address; past too many failures its wrong keys are answered 429 for a
+    while. A right key always passes: one client's guesses never lock out another tenant that
+    shares its address (a NAT, a proxy), and a 16+ character key is not guessed anyway.
     """
     if not api_keys:
         client = request.client.host if request.client else ""
         if not is_loopback(client):
             raise Forbidden("jobhook has no API keys configured and serves only loopback clients")
         return DEV_OWNER
-    check_auth_throttle(request)
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         # The dashboard's session cookie reads (GET) only, so a forged cross-site form can
@@ -99,6 +101,7 @@ def authenticate(request: Request, api_keys: Mapping[str, str]) -> str:
         raise Unauthorized("send Authorization: Bearer <key>")
     owner = owner_for_key(presented.strip(), api_keys)
     if owner is None:
+        check_auth_throttle(request)
         auth_failed(request, "bad_key")
         raise Unauthorized("the API key is not valid")
     return owner
@@ -146,6 +149,18 @@ def limit_param(request: Request, default: int = 50) -> int:
     if number is None or not 1 <= number <= 200:
         raise ValidationFailed("limit", "expected an integer from 1 to 200")
     return number
+
+
+def status_param(request: Request) -> list[str]:
+    """`status=A,B` (repeatable): statuses, case-insensitive. `status=` or `A,,B` is a filter
+    gone wrong, never "no filter": refused like a typo."""
+    statuses = [
+        s.strip().upper() for v in request.query_params.getlist("status") for s in v.split(",")
+    ]
+    for status in statuses:
+        if status not in Status.__members__:
+            raise ValidationFailed("status", f"expected any of {', '.join(Status)}")
+    return list(dict.fromkeys(statuses))
 
 
 def cursor_param(request: Request) -> str | None:

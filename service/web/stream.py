@@ -18,11 +18,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from service.domain.status import Status
-from service.errors import ValidationFailed
 from service.services import Services
 from service.web.guard import take_slot
-from service.web.requests import authenticate, only_params
+from service.web.requests import authenticate, only_params, status_param
 
 KEEPALIVE = 15.0
 #: seconds a stream stays open; then it ends and the client reconnects (after RETRY_MS)
@@ -54,14 +52,7 @@ async def stream(request: Request) -> Response:
     owner = authenticate(request, svc.settings.api_keys)
     only_params(request, ("task_id", "status"))
     task_id = request.query_params.get("task_id")
-    statuses = {
-        s.strip().upper()
-        for v in request.query_params.getlist("status")
-        for s in v.split(",")
-        if s.strip()
-    }
-    if not statuses <= set(Status.__members__):
-        raise ValidationFailed("status", f"expected any of {', '.join(Status)}")
+    statuses = set(status_param(request))
     release_slot = take_slot(request, owner, "event streams and long-polls")
     queue = svc.hub.subscribe(owner)
 

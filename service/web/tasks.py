@@ -34,10 +34,12 @@ from service.web.requests import (
     limit_param,
     only_params,
     read_json_object,
+    status_param,
 )
 
 MAX_WAIT = 120.0
 #: RFC 3339's date-time, and nothing else datetime.fromisoformat would also read
+_SECONDS = re.compile(r"\d{1,6}(\.\d{1,6})?", re.ASCII)
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
@@ -86,10 +88,9 @@ async def get_task(request: Request) -> Response:
         raise NotFound(f"no task {ref}")
     raw_wait = request.query_params.get("wait")
     if raw_wait is not None:
-        try:
-            wait = float(raw_wait)
-        except ValueError:
-            raise ValidationFailed("wait", "expected a number of seconds") from None
+        if not _SECONDS.fullmatch(raw_wait):  # float() would take "1e1", "+1", " 1", "1_0"
+            raise ValidationFailed("wait", "expected a number of seconds, e.g. 30 or 2.5")
+        wait = float(raw_wait)
         if not 0 <= wait <= MAX_WAIT:
             raise ValidationFailed("wait", f"expected 0 to {MAX_WAIT:g} seconds")
         if wait > 0 and task["status"] not in TERMINAL and task["status"] != Status.MODAL:
@@ -130,11 +131,7 @@ async def list_tasks(request: Request) -> Response:
     owner = authenticate(request, svc.settings.api_keys)
     only_params(request, LIST_PARAMS)
     q = request.query_params
-    # `status=` (or `A,,B`) is a filter gone wrong, never "no filter": refused like a typo
-    statuses = [s.strip().upper() for v in q.getlist("status") for s in v.split(",")]
-    for status in statuses:
-        if status not in Status.__members__:
-            raise ValidationFailed("status", f"expected any of {', '.join(Status)}")
+    statuses = status_param(request)
     for name, known in (("provider", PROVIDER_NAMES), ("action", ACTIONS)):
         if name in q and q[name] not in known:
             raise ValidationFailed(name, f"expected one of {', '.join(known)}")

@@ -214,15 +214,16 @@ async def test_failed_logins_are_logged_and_throttled(keyed: httpx.AsyncClient) 
     assert [e["reason"] for e in failed] == ["bad_login"] * 10
     assert failed[0]["client"] == "127.0.0.1" and failed[0]["route"] == "/login"
     assert "guess-0" not in repr(logs)
-    # now even the right key waits: the page says so, with Retry-After
-    r = await sign_in(keyed, KEY)
+    # now a wrong key waits: the page says so, with Retry-After (the right key never does)
+    r = await sign_in(keyed, "guess-0010")
     assert r.status_code == 429 and r.headers["retry-after"] == "60"
     assert 'role="alert"' in r.text and "try again in 60 s" in r.text
     assert "set-cookie" not in r.headers
     assert_hardened(r)
     assert (await keyed.get("/login")).status_code == 200  # the form still shows
-    now[0] += 60
     assert (await sign_in(keyed, KEY)).status_code == 303
+    now[0] += 60
+    assert (await sign_in(keyed, "guess-0011")).status_code == 401
 
 
 def test_signed_out_sessions_are_remembered_until_they_expire_and_no_longer() -> None:

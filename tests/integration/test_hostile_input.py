@@ -307,3 +307,25 @@ async def test_a_replayed_callback_is_counted_not_stored_again(
             "SELECT count(*) FROM events WHERE task_id = ?", (task["id"],)
         ).fetchone()
     assert rows == 3  # the submission, the callback, and its one duplicate
+
+
+async def test_a_data_prefix_does_not_lift_the_bound_of_a_text_field(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"provider": APIMART, "action": "imagine", "params": {"prompt": "data:" + "x" * 9000}}
+    assert_problem(await client.post("/v1/tasks", json=body), 422, "params.prompt")
+
+
+@pytest.mark.parametrize("value", ["1e1", "+1", " 1", "1_0", "nan", "inf", "\uff11"])
+async def test_wait_takes_plain_decimal_seconds_only(client: httpx.AsyncClient, value: str) -> None:
+    task = await submit(client, SLOW)
+    r = await client.get(f"/v1/tasks/{task['id']}", params={"wait": value})
+    assert_problem(r, 422, "wait")
+
+
+@pytest.mark.parametrize("value", ["", "SUCCESS,,FAILURE", "DONE"])
+async def test_an_empty_or_unknown_status_filter_is_a_422_everywhere(
+    client: httpx.AsyncClient, value: str
+) -> None:
+    for path in ("/v1/tasks", "/v1/events/stream"):
+        assert_problem(await client.get(path, params={"status": value}), 422, "status")
