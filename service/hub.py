@@ -1,12 +1,14 @@
-"""In-process wake-ups after commit: long-poll waiters per task and live-stream subscribers.
-
-Nothing here re-reads the database; `publish` is called by ingest once a change is durable.
+"""Every wake-up after a commit goes through here: long-poll waiters per task, live-stream
+subscribers, and the workers (a poll scheduled, deliveries written). Web handlers and ingest
+say what happened; whoever listens (in this process, or, through a store's notifications, in
+others) is woken. Nothing here re-reads the database.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 #: Tasks whose last published sequence is remembered (older ones may be said again, harmlessly).
@@ -18,6 +20,18 @@ class Hub:
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._streams: dict[asyncio.Queue[dict[str, Any]], str] = {}
         self._published: OrderedDict[str, int] = OrderedDict()
+        #: called with the due time of a newly scheduled poll (the poller sleeps until one)
+        self.poll_listeners: list[Callable[[float], None]] = []
+        #: called when outbox rows were written (the deliverer sleeps until one is due)
+        self.delivery_listeners: list[Callable[[], None]] = []
+
+    def poll_scheduled(self, due: float) -> None:
+        for wake in self.poll_listeners:
+            wake(due)
+
+    def deliveries_written(self) -> None:
+        for wake in self.delivery_listeners:
+            wake()
 
     def publish(self, task: dict[str, Any], owner: str) -> None:
         # The change feed may bring back what ingest already published: say each change once.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 
 from service.domain.clock import utcnow_iso
 from service.domain.models import Observation
@@ -25,10 +24,6 @@ class Ingest:
         self.store = store
         self.hub = hub
         self.metrics = metrics or Metrics()
-        #: called after a commit that scheduled a poll (the poller sleeps until the next one)
-        self.on_schedule: list[Callable[[float], None]] = []
-        #: called after a commit that wrote outbox rows (the deliverer sleeps until the next one)
-        self.on_deliveries: list[Callable[[], None]] = []
 
     async def __call__(
         self, task_id: str, obs: Observation, *, schedule: Schedule | None = None
@@ -40,11 +35,11 @@ class Ingest:
         self.metrics.ingest_seconds.observe(time.perf_counter() - started)
         self.metrics.observations.inc(obs.source, applied.decision.outcome)
         if schedule is not None:
-            due = min(schedule.next_poll_at, schedule.idle_next_poll_at or math.inf)
-            for wake_poller in self.on_schedule:
-                wake_poller(due)
-        for wake_deliverer in self.on_deliveries if applied.deliveries else ():
-            wake_deliverer()
+            self.hub.poll_scheduled(
+                min(schedule.next_poll_at, schedule.idle_next_poll_at or math.inf)
+            )
+        if applied.deliveries:
+            self.hub.deliveries_written()
         decision, task = applied.decision, applied.task
         fields = {
             "task_id": task_id,

@@ -10,17 +10,15 @@ provider's API at once and ingests that, so a forged body alone never changes a 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service import actions
 from service.domain import schedule
 from service.domain.models import Observation
-from service.domain.schedule import Schedule
-from service.domain.status import TERMINAL
 from service.errors import Forbidden, MalformedCallback, NotFound, PayloadTooLarge, Unauthorized
 from service.logging import log
 from service.services import Services
@@ -80,21 +78,11 @@ async def receive_callback(request: Request) -> Response:
 async def _hint(
     svc: Services, task_id: str, hints: list[Observation], bind: dict[str, Any]
 ) -> Response:
-    """An unsigned callback only says "look again": poll the task now, through the poller (its
-    rate limits and Retry-After holds apply), and believe what the provider's API says."""
-    task = await svc.store.get_task(task_id, owner=None)
-    if task is None:
-        raise NotFound(f"no task {task_id}")
-    named = next((h.provider_task_id for h in hints if h.provider_task_id), None)
-    if named and task["provider_task_id"] and named != task["provider_task_id"]:
-        await svc.ingest(task_id, replace(hints[0], status=None))  # recorded, refused
+    try:
+        await actions.hint(svc, task_id, hints)
+    except Forbidden:
         _refused(svc, bind["provider"], "foreign_task", task_id=task_id)
-        raise Forbidden(f"the callback names provider task {named!r}, not this task's")
-    if task["status"] not in TERMINAL:
-        now = time.time()
-        await svc.store.reschedule(task_id, Schedule(next_poll_at=now))
-        for wake in svc.ingest.on_schedule:
-            wake(now)
+        raise
     svc.metrics.callbacks.inc(bind["provider"])
     log.info("callback.received", outcomes=["deferred"], hint=True, **bind)
     return JSON({"ok": True, "outcomes": ["deferred"]}, 202)

@@ -116,8 +116,7 @@ async def retry_delivery(request: Request) -> Response:
     svc, owner = _svc(request)
     only_params(request, ())
     delivery = await svc.store.retry_delivery(owner, request.path_params["id"], time.time())
-    for wake in svc.ingest.on_deliveries:
-        wake()
+    svc.hub.deliveries_written()
     return JSON(delivery, 202)
 
 

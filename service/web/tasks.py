@@ -5,27 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
-from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.domain import schedule
+from service import actions
 from service.domain.clock import parse_rfc3339, to_iso
-from service.domain.models import ACTIONS, Observation, task_error
+from service.domain.models import ACTIONS
 from service.domain.status import TERMINAL, Status
-from service.errors import Conflict, NotFound, ValidationFailed
-from service.logging import log
-from service.providers import params as check
-from service.providers.base import ModalProvider
-from service.providers.client import send
-from service.security.ssrf import check_fetch_urls
+from service.errors import NotFound, ValidationFailed
 from service.services import Services
 from service.store.base import IdempotencyKey, TaskQuery
-from service.submit import parse_submit, request_hash, stored_params, submit
+from service.submit import parse_submit, request_hash, submit
 from service.web.guard import slot
 from service.web.problems import JSON
 from service.web.requests import (
@@ -181,27 +174,7 @@ async def cancel_task(request: Request) -> Response:
     svc = _services(request)
     owner = authenticate(request, svc.settings.api_keys)
     only_params(request, ())
-    ref = request.path_params["id"]
-    task = await svc.store.get_task(ref, owner=owner)
-    if task is None:
-        raise NotFound(f"no task {ref}")
-    if task["status"] in TERMINAL:
-        raise Conflict(f"the task has already ended {task['status']}")
-    applied = await svc.ingest(
-        task["id"],
-        Observation(
-            status=Status.CANCEL,
-            source="api",
-            error=task_error("cancelled", "cancelled by the client"),
-            detail="cancelled by the client",
-        ),
-    )
-    if not applied.decision.applied:
-        raise Conflict(f"the task has already ended {applied.task['status']}")
-    return JSON(applied.task)
-
-
-MODAL_FIELDS = frozenset({"prompt", "mask_url", "mask", "speed", "metadata"})
+    return JSON(await actions.cancel(svc, owner, request.path_params["id"]))
 
 
 async def modal_task(request: Request) -> Response:
@@ -210,44 +183,7 @@ async def modal_task(request: Request) -> Response:
     owner = authenticate(request, svc.settings.api_keys)
     only_params(request, ())
     body = await read_json_object(request, svc.settings.max_upload_bytes)
-    for name in body:
-        if name not in MODAL_FIELDS:
-            raise ValidationFailed(
-                name, f"unknown field; expected {', '.join(sorted(MODAL_FIELDS))}"
-            )
-    check.bounded(body, prefix="")
-    ref = request.path_params["id"]
-    task = await svc.store.get_task(ref, owner=owner)
-    if task is None:
-        raise NotFound(f"no task {ref}")
-    if task["status"] != Status.MODAL:
-        raise Conflict(f"the task is {task['status']}; a modal call needs a MODAL task")
-    provider = svc.providers.get(task["provider"])
-    if not isinstance(provider, ModalProvider):
-        raise Conflict(f"provider {task['provider']} has no modal call")
-    try:
-        params = provider.validate_modal(body)
-        await check_fetch_urls(svc.guard, params, fields=("mask_url",))
-    except ValidationFailed as exc:  # the body's fields are top-level here, not under params
-        raise ValidationFailed(exc.field.removeprefix("params."), exc.message) from None
-    if not await svc.store.claim_modal(task["id"], time.time()):
-        raise Conflict("a modal call for this task is already under way, or it left MODAL")
-    try:
-        response = await send(
-            svc.http, provider, provider.build_modal(task["provider_task_id"], params)
-        )
-        # The task shows what was sent with the modal call (a base64 mask as a summary).
-        obs = replace(provider.parse_modal(response), params_patch={"modal": stored_params(params)})
-    except BaseException:
-        await asyncio.shield(svc.store.release_modal(task["id"]))
-        raise
-    applied = await svc.ingest(
-        task["id"], obs, schedule=schedule.after_submit(provider, 0, time.time())
-    )
-    if not applied.decision.applied:
-        raise Conflict(f"the task is {applied.task['status']}; the modal call was not applied")
-    log.info("task.modal_submitted", task_id=task["id"], provider=provider.name)
-    return JSON(applied.task, 202)
+    return JSON(await actions.modal(svc, owner, request.path_params["id"], body), 202)
 
 
 routes = [

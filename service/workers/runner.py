@@ -35,8 +35,8 @@ class Workers:
 
     async def start(self) -> None:
         count = await self.svc.store.reschedule_unfinished(time.time(), spread=RESTART_SPREAD)
-        self.svc.ingest.on_schedule.append(self.poller.wake)
-        self.svc.ingest.on_deliveries.append(self.deliverer.wake)
+        self.svc.hub.poll_listeners.append(self.poller.wake)
+        self.svc.hub.delivery_listeners.append(self.deliverer.wake)
         self._tasks = [
             asyncio.create_task(self.poller.run(), name="jobhook-poller"),
             asyncio.create_task(self.deliverer.run(), name="jobhook-deliverer"),
@@ -55,8 +55,8 @@ class Workers:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.poller.wake in self.svc.ingest.on_schedule:
-            self.svc.ingest.on_schedule.remove(self.poller.wake)
-        if self.deliverer.wake in self.svc.ingest.on_deliveries:
-            self.svc.ingest.on_deliveries.remove(self.deliverer.wake)
+        if self.poller.wake in self.svc.hub.poll_listeners:
+            self.svc.hub.poll_listeners.remove(self.poller.wake)
+        if self.deliverer.wake in self.svc.hub.delivery_listeners:
+            self.svc.hub.delivery_listeners.remove(self.deliverer.wake)
         log.info("workers.stopped")

@@ -1,0 +1,106 @@
+"""The use cases beside `submit`: cancel a task, finish a MODAL task, take a provider's unsigned
+hint. Handlers parse and answer; these decide what happens, and every status change they make
+goes through ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import Any
+
+from service.domain import schedule
+from service.domain.models import Observation, task_error
+from service.domain.schedule import Schedule
+from service.domain.status import TERMINAL, Status
+from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from service.logging import log
+from service.providers import params as check
+from service.providers.base import ModalProvider
+from service.providers.client import send
+from service.security.ssrf import check_fetch_urls
+from service.services import Services
+from service.submit import stored_params
+
+MODAL_FIELDS = frozenset({"prompt", "mask_url", "mask", "speed", "metadata"})
+
+
+async def cancel(svc: Services, owner: str, ref: str) -> dict[str, Any]:
+    """CANCEL a running task of `owner`'s; Conflict if it has already ended."""
+    task = await svc.store.get_task(ref, owner=owner)
+    if task is None:
+        raise NotFound(f"no task {ref}")
+    if task["status"] in TERMINAL:
+        raise Conflict(f"the task has already ended {task['status']}")
+    applied = await svc.ingest(
+        task["id"],
+        Observation(
+            status=Status.CANCEL,
+            source="api",
+            error=task_error("cancelled", "cancelled by the client"),
+            detail="cancelled by the client",
+        ),
+    )
+    if not applied.decision.applied:
+        raise Conflict(f"the task has already ended {applied.task['status']}")
+    return applied.task
+
+
+async def modal(svc: Services, owner: str, ref: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Finish a MODAL task (APIMart's two-step inpaint) with a mask and a prompt: every check
+    first, then one claimed call to the provider, then its answer through ingest."""
+    for name in body:
+        if name not in MODAL_FIELDS:
+            raise ValidationFailed(
+                name, f"unknown field; expected {', '.join(sorted(MODAL_FIELDS))}"
+            )
+    check.bounded(body, prefix="")
+    task = await svc.store.get_task(ref, owner=owner)
+    if task is None:
+        raise NotFound(f"no task {ref}")
+    if task["status"] != Status.MODAL:
+        raise Conflict(f"the task is {task['status']}; a modal call needs a MODAL task")
+    provider = svc.providers.get(task["provider"])
+    if not isinstance(provider, ModalProvider):
+        raise Conflict(f"provider {task['provider']} has no modal call")
+    try:
+        params = provider.validate_modal(body)
+        await check_fetch_urls(svc.guard, params, fields=("mask_url",))
+    except ValidationFailed as exc:  # the body's fields are top-level here, not under params
+        raise ValidationFailed(exc.field.removeprefix("params."), exc.message) from None
+    if not await svc.store.claim_modal(task["id"], time.time()):
+        raise Conflict("a modal call for this task is already under way, or it left MODAL")
+    try:
+        response = await send(
+            svc.http, provider, provider.build_modal(task["provider_task_id"], params)
+        )
+        # The task shows what was sent with the modal call (a base64 mask as a summary).
+        obs = replace(provider.parse_modal(response), params_patch={"modal": stored_params(params)})
+    except BaseException:
+        await asyncio.shield(svc.store.release_modal(task["id"]))
+        raise
+    applied = await svc.ingest(
+        task["id"], obs, schedule=schedule.after_submit(provider, 0, time.time())
+    )
+    if not applied.decision.applied:
+        raise Conflict(f"the task is {applied.task['status']}; the modal call was not applied")
+    log.info("task.modal_submitted", task_id=task["id"], provider=provider.name)
+    return applied.task
+
+
+async def hint(svc: Services, task_id: str, hints: list[Observation]) -> None:
+    """An unsigned callback only says "look again": poll the task now, through the poller (its
+    rate limits and Retry-After holds apply), and believe what the provider's API says.
+    Forbidden (recorded, refused) when the hint names another provider task."""
+    task = await svc.store.get_task(task_id, owner=None)
+    if task is None:
+        raise NotFound(f"no task {task_id}")
+    named = next((h.provider_task_id for h in hints if h.provider_task_id), None)
+    if named and task["provider_task_id"] and named != task["provider_task_id"]:
+        await svc.ingest(task_id, replace(hints[0], status=None))  # recorded, refused
+        raise Forbidden(f"the callback names provider task {named!r}, not this task's")
+    if task["status"] not in TERMINAL:
+        now = time.time()
+        await svc.store.reschedule(task_id, Schedule(next_poll_at=now))
+        svc.hub.poll_scheduled(now)
