@@ -82,6 +82,9 @@ class Deliverer:
 
     async def run(self) -> None:
         while not self._stopping:
+            # Cleared before looking, not after: a wake-up (an attempt ending, a new outbox
+            # row) while the store is read must end the coming sleep, not be forgotten.
+            self._wake.clear()
             try:
                 if await self.deliver_due(wait=False):
                     continue
@@ -91,7 +94,6 @@ class Deliverer:
                 detail = exc.detail if isinstance(exc, JobhookError) else repr(exc)
                 log.error("delivery.loop_error", error=detail)
                 delay = self.config.idle_sleep  # the store is busy or gone: back off
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._wake.wait(), timeout=min(max(delay, 0.05), self.config.idle_sleep)
