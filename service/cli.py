@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
+import os
 import socket
 import sys
 import textwrap
@@ -102,7 +103,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # A `jobhook worker` started without JOBHOOK_PUBLIC_URL finds this web process here.
     _record_public_url(settings, public_url)
     app = create_app(settings, public_url=public_url, workers=not args.no_workers)
-    _run_server(app, sock, lifespan="on", timeout_graceful_shutdown=10)
+    try:
+        _run_server(app, sock, lifespan="on", timeout_graceful_shutdown=10)
+    finally:
+        _forget_public_url(settings, public_url)
     return 0
 
 
@@ -110,6 +114,23 @@ def _record_public_url(settings: Settings, url: str) -> None:
     if settings.var_dir is not None:
         with contextlib.suppress(OSError):
             (Path(settings.var_dir) / PUBLIC_URL_FILE).write_text(url + "\n")
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url + "/healthz", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _forget_public_url(settings: Settings, url: str) -> None:
+    """A stopped serve takes its URL back (only its own: another serve may have recorded)."""
+    recorded = Path(settings.var_dir or ".") / PUBLIC_URL_FILE
+    with contextlib.suppress(OSError):
+        if recorded.read_text().strip() == url:
+            recorded.unlink()
 
 
 def _worker_public_url(settings: Settings) -> str:
@@ -121,8 +142,13 @@ def _worker_public_url(settings: Settings) -> str:
     recorded = Path(settings.var_dir or ".") / PUBLIC_URL_FILE
     with contextlib.suppress(OSError):
         url = recorded.read_text().strip()
-        if url:
+        if url and _answers(url):
             return url
+        if url and settings.simulator:
+            raise ConfigError(
+                f"JOBHOOK_PUBLIC_URL: the web process recorded in {recorded} ({url}) does not "
+                "answer; start `jobhook serve` first, or set JOBHOOK_PUBLIC_URL"
+            )
     if settings.simulator:
         raise ConfigError(
             "JOBHOOK_PUBLIC_URL: jobhook worker needs the web process's URL (the simulator and "
@@ -354,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(str(exc), exc.code)
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:  # `jobhook status ID | head -1`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         return code
     try:
         settings = Settings.from_env()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -357,7 +358,17 @@ def run_tasks(args: argparse.Namespace) -> int:
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
     print("\n".join(table(page["data"], width)))
     if page.get("next_cursor"):
-        print(f"more: jobhook tasks --cursor {page['next_cursor']}", file=sys.stderr)
+        again = ["jobhook tasks"] + [
+            f"--{name} {shlex.quote(str(value))}"
+            for name, value in (
+                ("status", args.status),
+                ("provider", args.provider),
+                ("action", args.action),
+                ("limit", args.limit if args.limit != 20 else None),
+            )
+            if value is not None
+        ]
+        print(f"more: {' '.join(again)} --cursor {page['next_cursor']}", file=sys.stderr)
     return EXIT_OK
 
 

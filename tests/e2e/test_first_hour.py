@@ -227,3 +227,26 @@ def test_backup_copies_the_database_while_jobhook_runs(server: Process, tmp_path
         assert copy.execute("SELECT count(*) FROM tasks").fetchone()[0] >= expected
     again = jobhook("backup", str(target), env=backup_env)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_a_worker_refuses_a_recorded_web_process_that_is_gone(tmp_path: Path) -> None:
+    (tmp_path / "var").mkdir(mode=0o700)
+    (tmp_path / "var" / "public_url").write_text(f"http://127.0.0.1:{free_port()}\n")
+    run = jobhook("worker", env=clean_env(tmp_path))
+    assert run.returncode == 2
+    (line,) = run.stderr.strip().splitlines()
+    assert "does not answer; start `jobhook serve` first" in line
+
+
+def test_a_closed_pipe_is_not_a_traceback(server: Process) -> None:
+    env = client_env(server)
+    task_id = jobhook("submit", "imagine", "-p", "prompt=x", env=env).stdout.strip()
+    run = subprocess.run(
+        ["bash", "-c", f"{JOBHOOK} status {task_id} --wait | head -c 1"],  # the pipe is the point
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0 and run.stdout and "Traceback" not in run.stderr
