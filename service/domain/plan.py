@@ -131,7 +131,8 @@ def plan(
     task = task_view({**row, **sets})
     outbox: tuple[OutboxRow, ...] = ()
     if decision.applied:
-        outbox = announce(task, row["owner"], snapshot.subscribers, decision, now, now_epoch)
+        kind = announcement(state.status, decision.status)
+        outbox = announce(task, row["owner"], snapshot.subscribers, kind, now, now_epoch)
     return Change(
         decision=decision,
         event=_event(row["id"], obs, state, decision, now),
@@ -212,18 +213,24 @@ def _changes(
     return sets
 
 
+def announcement(before: Status, after: Status) -> str:
+    """The webhook event type of an applied change: the new status's (`task.succeeded`), once
+    per status; a change of progress within a status is `task.progress` (an APIMart task at
+    SUBMITTED 10% is not submitted twice)."""
+    return "task.progress" if after is before else f"task.{event_type_for(after)}"
+
+
 def announce(
     task: Mapping[str, Any],
     owner: str,
     subscribers: Sequence[Subscriber],
-    decision: Decision,
+    event_type: str,
     now: str,
     now_epoch: float,
 ) -> tuple[OutboxRow, ...]:
     """One outbox row per subscriber of this change: the task's callback_url (if it asked for
     this event) and the owner's endpoints that take it; the body is the Standard Webhooks
     payload `{"type", "timestamp", "data": <task>}`, the same bytes for each."""
-    event_type = f"task.{event_type_for(decision.status)}"
     targets: list[tuple[str, str]] = []
     if task["callback_url"] and event_type in (task["callback_events"] or ()):
         targets.append(("task", task["callback_url"]))
