@@ -34,7 +34,16 @@ EXEMPT_PREFIXES: Final = ("/images/", "/videos/", "/_faults")
 MALFORMED_BODY: Final = b"<html><body>502 Bad Gateway</body></html>"
 _MARKER_RE: Final = re.compile(r"\[(dup|reorder|drop|malformed|delay=\d+(?:\.\d+)?)\]")
 _SETTINGS: Final = frozenset(
-    {"rate_limit", "errors", "hang", "hang_seconds", "retry_after", "path_prefix", "callbacks"}
+    {
+        "rate_limit",
+        "errors",
+        "hang",
+        "hang_seconds",
+        "retry_after",
+        "path_prefix",
+        "callbacks",
+        "query_delay",
+    }
 )
 
 
@@ -91,6 +100,12 @@ class Faults:
         #: Callback faults for every job created from now on: `{"dup", "delay=0.5"}`.
         self.callbacks: set[str] = set()
         self.injected: Counter[str] = Counter()
+        #: seconds every GET of a provider route takes (widens the window `overlaps` watches)
+        self.query_delay = 0.0
+        #: GETs of one path (one job) that arrived while another GET of it was being answered:
+        #: two clients polling one task at once. A cluster's workers should never do that.
+        self.overlaps = 0
+        self._reading: Counter[str] = Counter()
 
     def take(self, path: str) -> str | None:
         """The API fault the request to `path` gets, if any; consumes it."""
@@ -123,7 +138,7 @@ class Faults:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(f"{name} must be a whole number >= 0")
                 changes[name] = value
-        for name in ("hang_seconds", "retry_after"):
+        for name in ("hang_seconds", "retry_after", "query_delay"):
             if name in settings:
                 value = settings[name]
                 if (
@@ -158,6 +173,8 @@ class Faults:
             "path_prefix": self.path_prefix,
             "callbacks": sorted(self.callbacks),
             "injected": dict(self.injected),
+            "query_delay": self.query_delay,
+            "overlaps": self.overlaps,
         }
 
 
@@ -194,7 +211,21 @@ class FaultGate:
         if kind == "hang":
             # The client is meant to time out first; if it does not, it gets a real answer.
             await asyncio.sleep(faults.hang_seconds)
-        await self.app(scope, receive, send)
+        path = _inner_path(scope)
+        if scope["method"] != "GET" or not full or path.startswith(EXEMPT_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        if faults._reading[path]:
+            faults.overlaps += 1
+        faults._reading[path] += 1
+        try:
+            if faults.query_delay:
+                await asyncio.sleep(faults.query_delay)
+            await self.app(scope, receive, send)
+        finally:
+            faults._reading[path] -= 1
+            if not faults._reading[path]:
+                del faults._reading[path]
 
 
 def control_routes(sim: Simulator) -> list[Route]:

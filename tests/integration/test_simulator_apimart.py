@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -503,7 +504,13 @@ async def test_control_route(sim: Simulator, client: httpx.AsyncClient) -> None:
     }
     changed = await client.post("/_faults", json=settings)
     assert changed.status_code == 200
-    assert changed.json() == {**settings, "callbacks": ["delay=0.1", "dup"], "injected": {}}
+    assert changed.json() == {
+        **settings,
+        "callbacks": ["delay=0.1", "dup"],
+        "injected": {},
+        "query_delay": 0.0,
+        "overlaps": 0,
+    }
     assert (sim.faults.rate_limit, sim.faults.retry_after) == (2, 4.0)
     assert sim.faults.for_prompt("x") == CallbackFaults(dup=True, delay=0.1)
     assert sim.faults.for_prompt("x [drop]").drop
@@ -662,3 +669,17 @@ def test_callback_fault_names() -> None:
     for bad in ("dup=1", "delay", "delay=-1", "delay=nan", "loud"):
         with pytest.raises(ValueError, match=r"unknown callback fault|delay"):
             CallbackFaults.parse([bad])
+
+
+async def test_overlapping_queries_of_one_job_are_counted(
+    sim: Simulator, client: httpx.AsyncClient, mart: ApimartProvider
+) -> None:
+    # The cluster test's witness that no two workers poll one task at once.
+    one = await submit(client, mart, "imagine", {"prompt": "x"})
+    other = await submit(client, mart, "imagine", {"prompt": "y"})
+    sim.faults.configure({"query_delay": 0.2})
+    query = functools.partial(send, client)
+    await asyncio.gather(query(mart.build_query(one)), query(mart.build_query(other)))
+    assert sim.faults.overlaps == 0  # two jobs at once: no overlap
+    await asyncio.gather(query(mart.build_query(one)), query(mart.build_query(one)))
+    assert sim.faults.overlaps == 1
