@@ -4,15 +4,18 @@ assembled across modules."""
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib import resources
 
 _NAME = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
 
 
+@functools.cache
 def load(filename: str) -> dict[str, str]:
-    """The named statements in `service/store/<filename>`; a comment line above a name's line
-    documents it, lines starting `--` inside a block are kept out of the statement."""
+    """The named statements in `service/store/<filename>`, read once (every module of a store
+    shares them); a comment line above a name's line documents it, lines starting `--` inside a
+    block are kept out of the statement."""
     text = (resources.files("service.store") / filename).read_text()
     parts = _NAME.split(text)
     queries: dict[str, str] = {}

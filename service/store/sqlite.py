@@ -1,7 +1,7 @@
 """The SQLite store: WAL, one group-committing writer thread, readers on their own connections.
 
 Units of work (`_create`, `_apply`) run inside the writer's transaction; reads go through a small
-pool of read-only aiosqlite connections.
+pool of read-only aiosqlite connections. Every statement is a named block of sqlite_queries.sql.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncio
 import base64
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -45,6 +45,8 @@ from service.store.base import (
 from service.store.sqlite_writer import SQLiteWriter
 
 READERS = 4
+#: The store's named statements (service/store/sqlite_queries.sql).
+Q = queries.load("sqlite_queries.sql")
 #: A modal call's claim lasts this long (longer than the provider request may take).
 MODAL_CALL_LEASE = 60.0
 
@@ -76,8 +78,8 @@ def migrations() -> list[tuple[int, str]]:
 
 
 def _migrate(conn: sqlite3.Connection) -> int:
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    conn.execute(Q["create_schema_version"])
+    row = conn.execute(Q["schema_version"]).fetchone()
     current = row[0] or 0
     for version, sql in migrations():
         if version <= current:
@@ -90,7 +92,7 @@ def _migrate(conn: sqlite3.Connection) -> int:
             # Another process (web and worker start together) may have migrated first.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            row = conn.execute(Q["schema_version"]).fetchone()
             if (row[0] or 0) < version:
                 raise
         current = version
@@ -102,8 +104,7 @@ def _create(
 ) -> tuple[dict[str, Any], bool]:
     if idem is not None:
         found = conn.execute(
-            "SELECT request_hash, task_id FROM idempotency_keys WHERE owner = ? AND key = ?",
-            (new.owner, idem.key),
+            Q["find_idempotency_key"], {"owner": new.owner, "key": idem.key}
         ).fetchone()
         if found is not None:
             if found["request_hash"] != idem.request_hash:
@@ -111,41 +112,38 @@ def _create(
                     "Idempotency-Key was already used with a different request body",
                     task_id=found["task_id"],
                 )
-            row = conn.execute("SELECT * FROM tasks WHERE id = ?", (found["task_id"],)).fetchone()
+            row = conn.execute(Q["task_by_id"], {"id": found["task_id"]}).fetchone()
             return task_view(row), False
     now = utcnow_iso()
     conn.execute(
-        "INSERT INTO tasks (id, owner, provider, action, status, params, parent_id, metadata,"
-        " callback_url, callback_events, created_at, updated_at, status_since)"
-        " VALUES (?, ?, ?, ?, 'NOT_START', ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            new.id,
-            new.owner,
-            new.provider,
-            new.action,
-            _dumps(dict(new.params)),
-            new.parent_id,
-            _dumps(new.metadata),
-            new.callback_url,
-            _dumps(list(new.callback_events)),
-            now,
-            now,
-            time.time(),
-        ),
+        Q["insert_task"],
+        {
+            "id": new.id,
+            "owner": new.owner,
+            "provider": new.provider,
+            "action": new.action,
+            "params": _dumps(dict(new.params)),
+            "parent_id": new.parent_id,
+            "metadata": _dumps(new.metadata),
+            "callback_url": new.callback_url,
+            "callback_events": _dumps(list(new.callback_events)),
+            "created_at": now,
+            "status_since": time.time(),
+        },
     )
     if idem is not None:
         conn.execute(
-            "INSERT INTO idempotency_keys (owner, key, request_hash, task_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (new.owner, idem.key, idem.request_hash, new.id, now),
+            Q["insert_idempotency_key"],
+            {
+                "owner": new.owner,
+                "key": idem.key,
+                "request_hash": idem.request_hash,
+                "task_id": new.id,
+                "created_at": now,
+            },
         )
-    row = conn.execute("SELECT * FROM tasks WHERE id = ?", (new.id,)).fetchone()
+    row = conn.execute(Q["task_by_id"], {"id": new.id}).fetchone()
     return task_view(row), True
-
-
-# The task, whether this delivery was seen before, and the owner's live endpoints (who hears of
-# an announced change): one statement, since each statement hands the GIL to the event loop.
-Q = queries.load("sqlite_queries.sql")
 
 
 def _apply(
@@ -217,29 +215,23 @@ def vars_(row: OutboxRow) -> dict[str, Any]:
 
 
 def _reschedule(conn: sqlite3.Connection, task_id: str, schedule: Schedule) -> None:
-    lease = ", poll_lease_until = NULL" if schedule.release else ""
     conn.execute(
-        f"UPDATE tasks SET next_poll_at = ?, poll_attempts = ?{lease}"
-        " WHERE id = ? AND finished_at IS NULL",
-        (schedule.next_poll_at, schedule.attempts, task_id),
+        Q["reschedule_poll"],
+        {
+            "id": task_id,
+            "next_poll_at": schedule.next_poll_at,
+            "attempts": schedule.attempts,
+            "release": schedule.release,
+        },
     )
 
 
 def _claim_due_polls(
     conn: sqlite3.Connection, now: float, limit: int, lease: float, skip: list[str]
 ) -> list[PollClaim]:
-    # One statement: the writer is this process's only writer, and BEGIN IMMEDIATE holds the
-    # database lock against other processes, so a claimed row is nobody else's until the lease
-    # runs out.
     rows = conn.execute(
-        "UPDATE tasks SET poll_lease_until = ? WHERE id IN ("
-        " SELECT id FROM tasks WHERE finished_at IS NULL AND next_poll_at <= ?"
-        " AND provider_task_id IS NOT NULL"
-        " AND (poll_lease_until IS NULL OR poll_lease_until <= ?)"
-        f" AND provider NOT IN ({', '.join('?' * len(skip))})"
-        " ORDER BY next_poll_at LIMIT ?)"
-        " RETURNING id, provider, provider_task_id, status, poll_attempts",
-        (now + lease, now, now, *skip, limit),
+        Q["claim_due_polls"],
+        {"now": now, "lease_until": now + lease, "skip": _dumps(skip), "limit": limit},
     ).fetchall()
     return [
         PollClaim(
@@ -255,30 +247,23 @@ def _claim_due_polls(
 
 def _claim_modal(conn: sqlite3.Connection, task_id: str, now: float) -> bool:
     cursor = conn.execute(
-        "UPDATE tasks SET modal_call_at = ? WHERE id = ? AND status = 'MODAL'"
-        " AND (modal_call_at IS NULL OR modal_call_at <= ?)",
-        (now, task_id, now - MODAL_CALL_LEASE),
+        Q["claim_modal"],
+        {"id": task_id, "now": now, "claimed_before": now - MODAL_CALL_LEASE},
     )
     return cursor.rowcount == 1
 
 
 def _reschedule_unfinished(conn: sqlite3.Connection, now: float, spread: float) -> int:
-    # One statement; each task lands at a random point of the spread, so a restart with many
-    # unfinished tasks does not poll them all in one burst.
-    cursor = conn.execute(
-        "UPDATE tasks SET next_poll_at = min(coalesce(next_poll_at, ?1),"
-        " ?1 + (abs(random()) % 1000000) / 1000000.0 * ?2)"
-        " WHERE finished_at IS NULL AND provider_task_id IS NOT NULL",
-        (now, spread),
-    )
-    return cursor.rowcount
+    return conn.execute(Q["reschedule_unfinished"], {"now": now, "spread": spread}).rowcount
 
 
 class SQLiteStore:
     def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000):
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self.path = path
-        self._synchronous = synchronous
-        self._busy_ms = busy_timeout_ms
+        self._synchronous = Q[f"synchronous_{synchronous.lower()}"]
+        self._timeout = busy_timeout_ms / 1000
         self._writer = SQLiteWriter(self._connect_writer)
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
@@ -294,22 +279,22 @@ class SQLiteStore:
                 files = (self.path, self.path + "-wal", self.path + "-shm")
                 if closed := [f for f in files if close_to_others(Path(f))]:
                     log.warning("store.permissions_tightened", files=closed)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(Q["wal"])
+        conn.execute(self._synchronous)
+        conn.execute(Q["foreign_keys"])
         self.schema_version = _migrate(conn)
         return conn
 
     async def open(self) -> None:
         await self._writer.start()
         for _ in range(READERS):
-            reader = await aiosqlite.connect(self.path)
+            reader = await aiosqlite.connect(self.path, timeout=self._timeout)
             reader.row_factory = sqlite3.Row
-            await reader.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
-            await reader.execute("PRAGMA query_only = ON")
+            await reader.execute(Q["query_only"])
             self._all_readers.append(reader)
             self._readers.put_nowait(reader)
 
@@ -327,13 +312,18 @@ class SQLiteStore:
         finally:
             self._readers.put_nowait(reader)
 
-    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    async def _fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[sqlite3.Row]:
         async with self._reader() as reader:
             try:
-                return list(await reader.execute_fetchall(sql, params))
+                return list(await reader.execute_fetchall(sql, params or {}))
             except sqlite3.OperationalError as exc:
                 log.error("store.read_failed", error=str(exc))
                 raise StoreUnavailable("the store could not be read; retry") from exc
+
+    async def _value(self, name: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The one value a named query answers."""
+        rows = await self._fetch(Q[name], params)
+        return rows[0][0] if rows else None
 
     async def create_task(
         self, new: NewTask, *, idempotency: IdempotencyKey | None = None
@@ -352,34 +342,23 @@ class SQLiteStore:
         return await self._writer.run(_claim_due_polls, now, limit, lease, skip or [])
 
     async def next_poll_due(self) -> float | None:
-        rows = await self._fetch(
-            "SELECT min(max(next_poll_at, coalesce(poll_lease_until, 0))) FROM tasks"
-            " WHERE finished_at IS NULL AND next_poll_at IS NOT NULL"
-            " AND provider_task_id IS NOT NULL"
-        )
-        value = rows[0][0] if rows else None
+        value = await self._value("next_poll_due")
         return float(value) if value is not None else None
 
     async def due_timers(
         self, now: float, limits: TimerLimits, *, limit: int = 100, skip: Sequence[str] = ()
     ) -> list[Due]:
         rows = await self._fetch(
-            "SELECT id, status FROM tasks WHERE finished_at IS NULL AND ("
-            " (status = 'MODAL' AND status_since <= ?"
-            "  AND (modal_call_at IS NULL OR modal_call_at <= ?))"
-            " OR (status = 'NOT_START' AND status_since <= ?)"
-            " OR (status = 'SUBMITTED' AND status_since <= ?)"
-            " OR (status = 'IN_PROGRESS' AND status_since <= ?))"
-            f" AND id NOT IN ({', '.join('?' * len(skip))}) LIMIT ?",
-            (
-                now - limits.modal,
-                now - MODAL_CALL_LEASE,
-                now - limits.submit,
-                now - limits.queue,
-                now - limits.run,
-                *skip,
-                limit,
-            ),
+            Q["due_timers"],
+            {
+                "modal_since": now - limits.modal,
+                "modal_call_before": now - MODAL_CALL_LEASE,
+                "submit_since": now - limits.submit,
+                "queue_since": now - limits.queue,
+                "run_since": now - limits.run,
+                "skip": _dumps(list(skip)),
+                "limit": limit,
+            },
         )
         return [Due(task_id=r["id"], status=Status(r["status"])) for r in rows]
 
@@ -387,11 +366,7 @@ class SQLiteStore:
         return await self._writer.run(_claim_modal, task_id, now)
 
     async def release_modal(self, task_id: str) -> None:
-        await self._writer.run(
-            lambda conn: conn.execute(
-                "UPDATE tasks SET modal_call_at = NULL WHERE id = ?", (task_id,)
-            )
-        )
+        await self._writer.run(lambda conn: conn.execute(Q["release_modal"], {"id": task_id}))
 
     async def reschedule_unfinished(self, now: float, *, spread: float) -> int:
         """Poll every unfinished task soon (within `spread` s): nothing stays stuck after a
@@ -399,46 +374,22 @@ class SQLiteStore:
         return await self._writer.run(_reschedule_unfinished, now, spread)
 
     async def get_task(self, ref: str, *, owner: str | None) -> dict[str, Any] | None:
-        sql = "SELECT * FROM tasks WHERE (id = ? OR provider_task_id = ?)"
-        params: tuple[Any, ...] = (ref, ref)
-        if owner is not None:
-            sql, params = sql + " AND owner = ?", (*params, owner)
-        rows = await self._fetch(sql + " ORDER BY id DESC LIMIT 1", params)
+        rows = await self._fetch(Q["get_task"], {"ref": ref, "owner": owner})
         return task_view(rows[0]) if rows else None
 
     async def list_tasks(self, query: TaskQuery) -> Page:
-        where, params = ["owner = ?"], [query.owner]
-        if query.status:
-            where.append(f"status IN ({', '.join('?' * len(query.status))})")
-            params.extend(query.status)
-        for column, value, op in (
-            ("provider", query.provider, "="),
-            ("action", query.action, "="),
-            ("created_at", query.created_after, ">="),
-            ("created_at", query.created_before, "<"),
-        ):
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                params.append(value)
-        if query.cursor is not None:
-            where.append("id < ?")
-            params.append(decode_cursor(query.cursor))
-        rows = await self._fetch(
-            f"SELECT * FROM tasks WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-            (*params, query.limit + 1),
-        )
+        rows = await self._fetch(*list_tasks_statement(query))
         return _page([task_view(r) for r in rows], query.limit)
 
     async def list_events(self, task_id: str, *, cursor: str | None, limit: int) -> Page:
-        sql, params = "SELECT * FROM events WHERE task_id = ?", [task_id]
-        if cursor is not None:
-            sql += " AND id > ?"
-            params.append(decode_cursor(cursor))
-        rows = await self._fetch(sql + " ORDER BY id LIMIT ?", (*params, limit + 1))
+        after = "" if cursor is None else decode_cursor(cursor)  # '' comes before every id
+        rows = await self._fetch(
+            Q["list_events"], {"task_id": task_id, "after": after, "limit": limit + 1}
+        )
         return _page([event_view(r) for r in rows], limit)
 
     async def ping(self) -> None:
-        await self._writer.run(lambda conn: conn.execute("SELECT 1").fetchone())
+        await self._writer.run(lambda conn: conn.execute(Q["ping"]).fetchone())
 
     # -- notifications ------------------------------------------------------------------------
 
@@ -448,16 +399,11 @@ class SQLiteStore:
         return await self._writer.run(outbox.create_endpoint, owner, url, events, description)
 
     async def list_endpoints(self, owner: str) -> list[dict[str, Any]]:
-        rows = await self._fetch(
-            "SELECT * FROM endpoints WHERE owner = ? AND deleted_at IS NULL ORDER BY id", (owner,)
-        )
+        rows = await self._fetch(Q["list_endpoints"], {"owner": owner})
         return [outbox.endpoint_view(r) for r in rows]
 
     async def get_endpoint(self, owner: str, endpoint_id: str) -> dict[str, Any] | None:
-        rows = await self._fetch(
-            "SELECT * FROM endpoints WHERE id = ? AND owner = ? AND deleted_at IS NULL",
-            (endpoint_id, owner),
-        )
+        rows = await self._fetch(Q["live_endpoint"], {"id": endpoint_id, "owner": owner})
         return outbox.endpoint_view(rows[0]) if rows else None
 
     async def delete_endpoint(self, owner: str, endpoint_id: str) -> None:
@@ -478,25 +424,17 @@ class SQLiteStore:
         return await self._writer.run(outbox.record, claim, result)
 
     async def next_delivery_due(self) -> float | None:
-        rows = await self._fetch(
-            "SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) FROM outbox"
-            " WHERE status = 'pending'"
-        )
-        value = rows[0][0] if rows else None
+        value = await self._value("next_delivery_due")
         return float(value) if value is not None else None
 
     async def list_deliveries(
         self, owner: str, *, status: str | None, task_id: str | None, cursor: str | None, limit: int
     ) -> Page:
-        sql, params = "SELECT * FROM outbox WHERE owner = ?", [owner]
-        for column, value in (("status", status), ("task_id", task_id)):
-            if value is not None:
-                sql += f" AND {column} = ?"
-                params.append(value)
-        if cursor is not None:
-            sql += " AND id < ?"
-            params.append(decode_cursor(cursor))
-        rows = await self._fetch(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1))
+        rows = await self._fetch(
+            *list_deliveries_statement(
+                owner, status=status, task_id=task_id, cursor=cursor, limit=limit
+            )
+        )
         return _page([outbox.delivery_view(r) for r in rows], limit)
 
     async def retry_delivery(self, owner: str, delivery_id: str, now: float) -> dict[str, Any]:
@@ -505,50 +443,63 @@ class SQLiteStore:
     async def changed_since(
         self, since: str, *, limit: int = 500
     ) -> list[tuple[str, dict[str, Any]]]:
-        rows = await self._fetch(
-            "SELECT * FROM tasks WHERE updated_at >= ? ORDER BY updated_at LIMIT ?", (since, limit)
-        )
+        rows = await self._fetch(Q["changed_since"], {"since": since, "limit": limit})
         return [(r["owner"], task_view(r)) for r in rows]
 
     async def backlog(self, now: float) -> int:
-        rows = await self._fetch(
-            "SELECT (SELECT count(*) FROM tasks WHERE finished_at IS NULL AND next_poll_at <= ?1"
-            " AND provider_task_id IS NOT NULL)"
-            " + (SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1)",
-            (now,),
-        )
-        return int(rows[0][0])
+        return int(await self._value("backlog", {"now": now}))
 
     async def stats(self, now: float) -> Stats:
-        by_status = await self._fetch(
-            "SELECT provider, status, count(*) AS n FROM tasks GROUP BY provider, status"
-        )
-        due = await self._fetch(
-            "SELECT count(*) FROM tasks WHERE finished_at IS NULL AND next_poll_at <= ?"
-            " AND provider_task_id IS NOT NULL",
-            (now,),
-        )
-        outbox_rows = await self._fetch(
-            "SELECT status, count(*) AS n, sum(next_attempt_at <= ?) AS due FROM outbox"
-            " WHERE status != 'delivered' GROUP BY status",
-            (now,),
-        )
-        oldest = await self._fetch(
-            "SELECT (julianday('now') - min(julianday(created_at))) * 86400 FROM tasks"
-            " WHERE finished_at IS NULL"
-        )
+        by_status = await self._fetch(Q["stats_tasks"])
+        deliveries = await self._fetch(Q["stats_deliveries"], {"now": now})
         return Stats(
             tasks={(r["provider"], r["status"]): r["n"] for r in by_status},
-            polls_due=due[0][0],
-            deliveries={r["status"]: r["n"] for r in outbox_rows},
-            deliveries_due=sum(r["due"] or 0 for r in outbox_rows if r["status"] == "pending"),
-            oldest_unfinished_age=float(oldest[0][0] or 0.0),
+            polls_due=await self._value("stats_polls_due", {"now": now}),
+            deliveries={r["status"]: r["n"] for r in deliveries},
+            deliveries_due=sum(r["due"] or 0 for r in deliveries),
+            oldest_unfinished_age=float(await self._value("oldest_unfinished") or 0.0),
         )
 
     @property
     def batches(self) -> tuple[int, int]:
         """(batches committed, units committed): units per batch shows group commit at work."""
         return self._writer.batches, self._writer.units
+
+
+def list_tasks_statement(query: TaskQuery) -> tuple[str, dict[str, Any]]:
+    """A task list's SQL and parameters (one status is a plain `=`, which its index serves)."""
+    statuses = list(query.status)
+    return _composed(
+        "list_tasks",
+        {"owner": query.owner, "limit": query.limit + 1},
+        status=statuses[0] if len(statuses) == 1 else None,
+        statuses=_dumps(statuses) if len(statuses) > 1 else None,
+        provider=query.provider,
+        action=query.action,
+        created_after=query.created_after,
+        created_before=query.created_before,
+        cursor=None if query.cursor is None else decode_cursor(query.cursor),
+    )
+
+
+def list_deliveries_statement(
+    owner: str, *, status: str | None, task_id: str | None, cursor: str | None, limit: int
+) -> tuple[str, dict[str, Any]]:
+    return _composed(
+        "list_deliveries",
+        {"owner": owner, "limit": limit + 1},
+        status=status,
+        task_id=task_id,
+        cursor=None if cursor is None else decode_cursor(cursor),
+    )
+
+
+def _composed(name: str, params: dict[str, Any], **filters: Any) -> tuple[str, dict[str, Any]]:
+    """The one place SQL is composed, for the lists' optional filters: the named head, the
+    `<name>_<filter>` fragment of each filter given (not None), then `<name>_end`."""
+    given = {key: value for key, value in filters.items() if value is not None}
+    fragments = [name, *(f"{name}_{key}" for key in given), f"{name}_end"]
+    return "\n".join(Q[fragment] for fragment in fragments), {**params, **given}
 
 
 def _page(items: list[dict[str, Any]], limit: int) -> Page:

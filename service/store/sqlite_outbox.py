@@ -14,7 +14,10 @@ import orjson
 from service.domain.clock import utcnow_iso
 from service.domain.ids import new_id
 from service.errors import NotFound
+from service.store import queries
 from service.store.base import DeliveryClaim, DeliveryResult
+
+Q = queries.load("sqlite_queries.sql")
 
 #: An endpoint failing without a single success for this long is disabled.
 DISABLE_AFTER = 5 * 24 * 3600.0
@@ -65,20 +68,23 @@ def create_endpoint(
 ) -> dict[str, Any]:
     endpoint_id = new_id("ep")
     conn.execute(
-        "INSERT INTO endpoints (id, owner, url, events, description, secret, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (endpoint_id, owner, url, orjson.dumps(events).decode(), description, new_secret(),
-         utcnow_iso()),
-    )  # fmt: skip
-    row = conn.execute("SELECT * FROM endpoints WHERE id = ?", (endpoint_id,)).fetchone()
+        Q["insert_endpoint"],
+        {
+            "id": endpoint_id,
+            "owner": owner,
+            "url": url,
+            "events": orjson.dumps(events).decode(),
+            "description": description,
+            "secret": new_secret(),
+            "created_at": utcnow_iso(),
+        },
+    )
+    row = conn.execute(Q["endpoint_by_id"], {"id": endpoint_id}).fetchone()
     return endpoint_view(row, with_secret=True)
 
 
 def _endpoint(conn: sqlite3.Connection, owner: str, endpoint_id: str) -> sqlite3.Row:
-    row = conn.execute(
-        "SELECT * FROM endpoints WHERE id = ? AND owner = ? AND deleted_at IS NULL",
-        (endpoint_id, owner),
-    ).fetchone()
+    row = conn.execute(Q["live_endpoint"], {"id": endpoint_id, "owner": owner}).fetchone()
     if row is None:
         raise NotFound(f"no endpoint {endpoint_id}")
     return row  # type: ignore[no-any-return]
@@ -86,17 +92,13 @@ def _endpoint(conn: sqlite3.Connection, owner: str, endpoint_id: str) -> sqlite3
 
 def delete_endpoint(conn: sqlite3.Connection, owner: str, endpoint_id: str) -> None:
     _endpoint(conn, owner, endpoint_id)
-    conn.execute("UPDATE endpoints SET deleted_at = ? WHERE id = ?", (utcnow_iso(), endpoint_id))
+    conn.execute(Q["delete_endpoint"], {"id": endpoint_id, "now": utcnow_iso()})
     _bury(conn, endpoint_id, "the endpoint was deleted")
 
 
 def enable_endpoint(conn: sqlite3.Connection, owner: str, endpoint_id: str) -> dict[str, Any]:
     _endpoint(conn, owner, endpoint_id)
-    conn.execute(
-        "UPDATE endpoints SET disabled_at = NULL, disabled_reason = NULL, failing_since = NULL"
-        " WHERE id = ?",
-        (endpoint_id,),
-    )
+    conn.execute(Q["enable_endpoint"], {"id": endpoint_id})
     return endpoint_view(_endpoint(conn, owner, endpoint_id))
 
 
@@ -105,19 +107,19 @@ def rotate_secret(
 ) -> dict[str, Any]:
     old = _endpoint(conn, owner, endpoint_id)
     conn.execute(
-        "UPDATE endpoints SET secret = ?, previous_secret = ?, previous_secret_until = ?"
-        " WHERE id = ?",
-        (new_secret(), old["secret"], now + ROTATION_OVERLAP, endpoint_id),
+        Q["rotate_secret"],
+        {
+            "id": endpoint_id,
+            "secret": new_secret(),
+            "previous_secret": old["secret"],
+            "previous_secret_until": now + ROTATION_OVERLAP,
+        },
     )
     return endpoint_view(_endpoint(conn, owner, endpoint_id), with_secret=True)
 
 
 def _bury(conn: sqlite3.Connection, endpoint_id: str, reason: str) -> None:
-    conn.execute(
-        "UPDATE outbox SET status = 'dead', last_error = ?, lease_until = NULL"
-        " WHERE subscriber = ? AND status = 'pending'",
-        (reason, endpoint_id),
-    )
+    conn.execute(Q["bury"], {"subscriber": endpoint_id, "reason": reason})
 
 
 def claim_due(
@@ -131,40 +133,21 @@ def claim_due(
     """Lease due deliveries. Per task and subscriber only the earliest pending row is due, so a
     later event is never delivered before an earlier one; per receiving URL at most `per_url`
     are in flight (counting `inflight`, this process's attempts under way)."""
-    busy = " UNION ALL ".join(["SELECT ? AS url, ? AS n"] * len(inflight)) or (
-        "SELECT NULL AS url, 0 AS n WHERE 0"
-    )
     rows = conn.execute(
-        f"WITH busy AS ({busy}),"
-        " due AS (SELECT o.id, o.url, o.next_attempt_at,"
-        "  ROW_NUMBER() OVER (PARTITION BY o.url ORDER BY o.next_attempt_at) AS rank"
-        "  FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= ?"
-        "  AND (o.lease_until IS NULL OR o.lease_until <= ?)"
-        "  AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.task_id = o.task_id"
-        "   AND e.subscriber = o.subscriber AND e.status = 'pending'"
-        "   AND e.sequence < o.sequence))"
-        " UPDATE outbox SET lease_until = ? WHERE id IN ("
-        "  SELECT id FROM due WHERE rank <= ? - coalesce("
-        "   (SELECT n FROM busy WHERE busy.url = due.url), 0)"
-        "  ORDER BY next_attempt_at LIMIT ?)"
-        " RETURNING id, task_id, subscriber, url, payload, attempts",
-        (
-            *(x for item in inflight.items() for x in item),
-            now,
-            now,
-            now + lease,
-            per_url,
-            limit,
-        ),
+        Q["claim_due_deliveries"],
+        {
+            "now": now,
+            "lease_until": now + lease,
+            "per_url": per_url,
+            "inflight": orjson.dumps(inflight).decode(),
+            "limit": limit,
+        },
     ).fetchall()
     claims = []
     for r in rows:
         secrets_: list[str] = []
         if r["subscriber"] != "task":
-            ep = conn.execute(
-                "SELECT secret, previous_secret, previous_secret_until FROM endpoints WHERE id = ?",
-                (r["subscriber"],),
-            ).fetchone()
+            ep = conn.execute(Q["endpoint_secrets"], {"id": r["subscriber"]}).fetchone()
             secrets_ = [ep["secret"]]
             if ep["previous_secret"] and (ep["previous_secret_until"] or 0) > now:
                 secrets_.append(ep["previous_secret"])
@@ -185,32 +168,24 @@ def claim_due(
 def record(conn: sqlite3.Connection, claim: DeliveryClaim, result: DeliveryResult) -> bool:
     """Store an attempt's result; returns True if the endpoint was disabled by it."""
     conn.execute(
-        "UPDATE outbox SET status = ?, attempts = ?, next_attempt_at = ?, lease_until = NULL,"
-        " last_status = ?, last_error = ?, last_attempt_at = ?,"
-        " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE id = ?",
-        (
-            result.status,
-            claim.attempts + 1,
-            result.next_attempt_at,
-            result.http_status,
-            result.error,
-            utcnow_iso(),
-            result.status,
-            utcnow_iso(),
-            claim.id,
-        ),
+        Q["record_delivery"],
+        {
+            "id": claim.id,
+            "status": result.status,
+            "attempts": claim.attempts + 1,
+            "next_attempt_at": result.next_attempt_at,
+            "last_status": result.http_status,
+            "last_error": result.error,
+            "now": utcnow_iso(),
+        },
     )
     if claim.subscriber == "task":
         return False
     if result.status == "delivered":
-        conn.execute("UPDATE endpoints SET failing_since = NULL WHERE id = ?", (claim.subscriber,))
+        conn.execute(Q["endpoint_recovered"], {"id": claim.subscriber})
         return False
-    conn.execute(
-        "UPDATE endpoints SET failing_since = coalesce(failing_since, ?) WHERE id = ?",
-        (result.at, claim.subscriber),
-    )
     since = conn.execute(
-        "SELECT failing_since FROM endpoints WHERE id = ?", (claim.subscriber,)
+        Q["endpoint_failing"], {"id": claim.subscriber, "at": result.at}
     ).fetchone()["failing_since"]
     reason = None
     if result.http_status == 410:
@@ -220,8 +195,7 @@ def record(conn: sqlite3.Connection, claim: DeliveryClaim, result: DeliveryResul
     if reason is None:
         return False
     conn.execute(
-        "UPDATE endpoints SET disabled_at = ?, disabled_reason = ? WHERE id = ?",
-        (utcnow_iso(), reason, claim.subscriber),
+        Q["disable_endpoint"], {"id": claim.subscriber, "now": utcnow_iso(), "reason": reason}
     )
     _bury(conn, claim.subscriber, f"not sent: {reason}")
     return True
@@ -229,14 +203,8 @@ def record(conn: sqlite3.Connection, claim: DeliveryClaim, result: DeliveryResul
 
 def retry(conn: sqlite3.Connection, owner: str, delivery_id: str, now: float) -> dict[str, Any]:
     """Send a delivery again (same webhook-id), whatever became of it."""
-    conn.execute(
-        "UPDATE outbox SET status = 'pending', next_attempt_at = ?, lease_until = NULL,"
-        " attempts = 0 WHERE id = ? AND owner = ? AND status != 'pending'",
-        (now, delivery_id, owner),
-    )
-    row = conn.execute(
-        "SELECT * FROM outbox WHERE id = ? AND owner = ?", (delivery_id, owner)
-    ).fetchone()
+    conn.execute(Q["retry_delivery"], {"id": delivery_id, "owner": owner, "now": now})
+    row = conn.execute(Q["delivery_by_id"], {"id": delivery_id, "owner": owner}).fetchone()
     if row is None:
         raise NotFound(f"no delivery {delivery_id}")
     return delivery_view(row)  # a pending one (rowcount 0) is already on its way

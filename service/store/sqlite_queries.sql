@@ -1,4 +1,54 @@
--- The SQLite store's statements, by name (service/store/queries.py reads them).
+-- The SQLite store's statements, by name (service/store/queries.py reads them). Each one a
+-- request or a worker runs finds its rows through an index: tests/integration/
+-- test_query_plans.py checks every plan, and fails on a name it does not check.
+
+
+-- == Connections ==================================================================================
+-- PRAGMAs take no bound parameters: one block per setting (the busy timeout is sqlite3.connect's
+-- `timeout`).
+
+-- name: wal
+PRAGMA journal_mode = WAL;
+
+-- name: synchronous_normal
+PRAGMA synchronous = NORMAL;
+
+-- name: synchronous_full
+PRAGMA synchronous = FULL;
+
+-- name: foreign_keys
+PRAGMA foreign_keys = ON;
+
+-- name: query_only
+PRAGMA query_only = ON;
+
+-- name: create_schema_version
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+
+-- name: schema_version
+SELECT max(version) FROM schema_version;
+
+
+-- == Submitting a task (the writer) ===============================================================
+
+-- name: find_idempotency_key
+SELECT request_hash, task_id FROM idempotency_keys WHERE owner = :owner AND key = :key;
+
+-- name: insert_task
+INSERT INTO tasks (id, owner, provider, action, status, params, parent_id, metadata,
+                   callback_url, callback_events, created_at, updated_at, status_since)
+VALUES (:id, :owner, :provider, :action, 'NOT_START', :params, :parent_id, :metadata,
+        :callback_url, :callback_events, :created_at, :created_at, :status_since);
+
+-- name: insert_idempotency_key
+INSERT INTO idempotency_keys (owner, key, request_hash, task_id, created_at)
+VALUES (:owner, :key, :request_hash, :task_id, :created_at);
+
+-- name: task_by_id
+SELECT * FROM tasks WHERE id = :id;
+
+
+-- == Ingest (the writer) ==========================================================================
 
 -- The task, how many events already carry the observation's dedupe key (0, 1, or 2: at most
 -- two are looked at), and the owner's live endpoints: one statement, since each statement
@@ -17,11 +67,11 @@ INSERT INTO events (id, task_id, source, type, outcome, from_status, to_status, 
 VALUES (:id, :task_id, :source, :type, :outcome, :from_status, :to_status, :progress,
         :received_at, :detail, :dedupe_key, :raw);
 
--- One more replay of a delivery recorded twice: counted on the latest event with its key.
+-- One more replay of a delivery recorded twice: counted on the latest event with its key
+-- (max(id), not ORDER BY id: the key's index gives rows in rowid order, and max needs no sort).
 -- name: count_repeat
 UPDATE events SET repeats = repeats + 1
-WHERE id = (SELECT id FROM events WHERE task_id = :task_id AND dedupe_key = :dedupe_key
-            ORDER BY id DESC LIMIT 1)
+WHERE id = (SELECT max(id) FROM events WHERE task_id = :task_id AND dedupe_key = :dedupe_key)
 RETURNING *;
 
 -- Every column a change may touch, guarded by the version the change was planned on.
@@ -39,3 +89,259 @@ INSERT INTO outbox (id, task_id, owner, subscriber, url, event_type, sequence, p
                     next_attempt_at, created_at)
 VALUES (:id, :task_id, :owner, :subscriber, :url, :event_type, :sequence, :payload,
         :next_attempt_at, :created_at);
+
+
+-- == Polls, timers and the modal call =============================================================
+
+-- name: reschedule_poll
+UPDATE tasks SET next_poll_at = :next_poll_at, poll_attempts = :attempts,
+       poll_lease_until = CASE WHEN :release THEN NULL ELSE poll_lease_until END
+WHERE id = :id AND finished_at IS NULL;
+
+-- One statement: the writer is this process's only writer, and BEGIN IMMEDIATE holds the
+-- database lock against other processes, so a claimed row is nobody else's until the lease runs
+-- out. `skip`: a JSON array of providers not to claim for (held by Retry-After).
+-- name: claim_due_polls
+UPDATE tasks SET poll_lease_until = :lease_until WHERE id IN (
+    SELECT id FROM tasks
+    WHERE finished_at IS NULL AND next_poll_at <= :now AND provider_task_id IS NOT NULL
+      AND (poll_lease_until IS NULL OR poll_lease_until <= :now)
+      AND provider NOT IN (SELECT value FROM json_each(:skip))
+    ORDER BY next_poll_at LIMIT :limit)
+RETURNING id, provider, provider_task_id, status, poll_attempts;
+
+-- The first entry of tasks_poll_ready: when a task is next due and not leased.
+-- name: next_poll_due
+SELECT min(max(next_poll_at, coalesce(poll_lease_until, 0))) FROM tasks
+WHERE finished_at IS NULL AND next_poll_at IS NOT NULL AND provider_task_id IS NOT NULL;
+
+-- Each task lands at a random point of the spread, so a restart with many unfinished tasks does
+-- not poll them all in one burst. Once per start, over every unfinished task by design: the `+`
+-- keeps SQLite from reading them out of the index on provider_task_id, which holds every task.
+-- name: reschedule_unfinished
+UPDATE tasks SET next_poll_at = min(coalesce(next_poll_at, :now),
+                                    :now + (abs(random()) % 1000000) / 1000000.0 * :spread)
+WHERE finished_at IS NULL AND +provider_task_id IS NOT NULL;
+
+-- Unfinished tasks past their status's limit: one index range per status (tasks_status_since),
+-- not a pass over every unfinished task. `skip`: a JSON array of task ids parked by the timers.
+-- name: due_timers
+SELECT id, status FROM (
+    SELECT id, status FROM tasks
+    WHERE finished_at IS NULL AND status = 'MODAL' AND status_since <= :modal_since
+      AND (modal_call_at IS NULL OR modal_call_at <= :modal_call_before)
+    UNION ALL
+    SELECT id, status FROM tasks
+    WHERE finished_at IS NULL AND status = 'NOT_START' AND status_since <= :submit_since
+    UNION ALL
+    SELECT id, status FROM tasks
+    WHERE finished_at IS NULL AND status = 'SUBMITTED' AND status_since <= :queue_since
+    UNION ALL
+    SELECT id, status FROM tasks
+    WHERE finished_at IS NULL AND status = 'IN_PROGRESS' AND status_since <= :run_since)
+WHERE id NOT IN (SELECT value FROM json_each(:skip))
+LIMIT :limit;
+
+-- name: claim_modal
+UPDATE tasks SET modal_call_at = :now
+WHERE id = :id AND status = 'MODAL' AND (modal_call_at IS NULL OR modal_call_at <= :claimed_before);
+
+-- name: release_modal
+UPDATE tasks SET modal_call_at = NULL WHERE id = :id;
+
+-- name: ping
+SELECT 1;
+
+
+-- == Reading tasks ================================================================================
+
+-- A task by jobhook id or provider task id (the newest, should both match): two index lookups,
+-- then the owner filter (`owner` NULL: any owner). Not `id = :ref OR provider_task_id = :ref`,
+-- which SQLite may plan as a walk through the owner's tasks.
+-- name: get_task
+SELECT * FROM tasks WHERE id = (
+    SELECT max(id) FROM (
+        SELECT id FROM tasks WHERE id = :ref AND (:owner IS NULL OR owner = :owner)
+        UNION ALL
+        SELECT id FROM tasks
+        WHERE provider_task_id = :ref AND (:owner IS NULL OR owner = :owner)));
+
+-- A page of an owner's tasks, newest first: this head, the fragment of each filter given (see
+-- SQLiteStore.list_tasks), then list_tasks_end.
+-- name: list_tasks
+SELECT * FROM tasks WHERE owner = :owner
+
+-- One status: a page straight from tasks_owner_status.
+-- name: list_tasks_status
+AND status = :status
+
+-- Several statuses (a JSON array).
+-- name: list_tasks_statuses
+AND status IN (SELECT value FROM json_each(:statuses))
+
+-- name: list_tasks_provider
+AND provider = :provider
+
+-- name: list_tasks_action
+AND action = :action
+
+-- name: list_tasks_created_after
+AND created_at >= :created_after
+
+-- name: list_tasks_created_before
+AND created_at < :created_before
+
+-- The last id of the page before (the cursor, decoded).
+-- name: list_tasks_cursor
+AND id < :cursor
+
+-- name: list_tasks_end
+ORDER BY id DESC LIMIT :limit;
+
+-- `after`: the cursor's event id, or '' for the first page.
+-- name: list_events
+SELECT * FROM events WHERE task_id = :task_id AND id > :after ORDER BY id LIMIT :limit;
+
+-- name: changed_since
+SELECT * FROM tasks WHERE updated_at >= :since ORDER BY updated_at LIMIT :limit;
+
+
+-- == /readyz and /metrics =========================================================================
+
+-- Polls and deliveries due now: two index ranges (every readiness probe runs this).
+-- name: backlog
+SELECT (SELECT count(*) FROM tasks
+        WHERE finished_at IS NULL AND next_poll_at <= :now AND provider_task_id IS NOT NULL)
+     + (SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at <= :now);
+
+-- Tasks by provider and status: finished ones from the counters the triggers of migration 0007
+-- keep, unfinished ones counted in their partial index (the working set).
+-- name: stats_tasks
+SELECT provider, status, n FROM task_counts WHERE n > 0
+UNION ALL
+SELECT provider, status, count(*) FROM tasks WHERE finished_at IS NULL GROUP BY provider, status;
+
+-- name: stats_polls_due
+SELECT count(*) FROM tasks
+WHERE finished_at IS NULL AND next_poll_at <= :now AND provider_task_id IS NOT NULL;
+
+-- Deliveries not delivered, by status, from the counters; how many pending ones are due now.
+-- name: stats_deliveries
+SELECT status, n, CASE WHEN status = 'pending' THEN
+         (SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at <= :now)
+       END AS due
+FROM delivery_counts WHERE status != 'delivered' AND n > 0;
+
+-- Seconds since the oldest unfinished task was created: the first entry of
+-- tasks_unfinished_created (created_at is fixed-width UTC text, so its order is time order).
+-- name: oldest_unfinished
+SELECT (julianday('now') - julianday(min(created_at))) * 86400 FROM tasks
+WHERE finished_at IS NULL;
+
+
+-- == Endpoints ====================================================================================
+
+-- name: insert_endpoint
+INSERT INTO endpoints (id, owner, url, events, description, secret, created_at)
+VALUES (:id, :owner, :url, :events, :description, :secret, :created_at);
+
+-- name: endpoint_by_id
+SELECT * FROM endpoints WHERE id = :id;
+
+-- name: live_endpoint
+SELECT * FROM endpoints WHERE id = :id AND owner = :owner AND deleted_at IS NULL;
+
+-- name: list_endpoints
+SELECT * FROM endpoints WHERE owner = :owner AND deleted_at IS NULL ORDER BY id;
+
+-- name: delete_endpoint
+UPDATE endpoints SET deleted_at = :now WHERE id = :id;
+
+-- name: enable_endpoint
+UPDATE endpoints SET disabled_at = NULL, disabled_reason = NULL, failing_since = NULL
+WHERE id = :id;
+
+-- name: rotate_secret
+UPDATE endpoints SET secret = :secret, previous_secret = :previous_secret,
+       previous_secret_until = :previous_secret_until
+WHERE id = :id;
+
+-- name: endpoint_secrets
+SELECT secret, previous_secret, previous_secret_until FROM endpoints WHERE id = :id;
+
+-- name: endpoint_recovered
+UPDATE endpoints SET failing_since = NULL WHERE id = :id;
+
+-- Since when the endpoint has failed without a single success (this failure's time if it is
+-- the first).
+-- name: endpoint_failing
+UPDATE endpoints SET failing_since = coalesce(failing_since, :at) WHERE id = :id
+RETURNING failing_since;
+
+-- name: disable_endpoint
+UPDATE endpoints SET disabled_at = :now, disabled_reason = :reason WHERE id = :id;
+
+
+-- == Deliveries ===================================================================================
+
+-- An endpoint's pending deliveries will never be sent (it was deleted or disabled).
+-- name: bury
+UPDATE outbox SET status = 'dead', last_error = :reason, lease_until = NULL
+WHERE subscriber = :subscriber AND status = 'pending';
+
+-- Lease due deliveries. Per task and subscriber only the earliest pending row is due, so a later
+-- event is never delivered before an earlier one; per receiving URL at most :per_url are in
+-- flight, counting :inflight (a JSON object: URL -> this process's attempts under way).
+-- name: claim_due_deliveries
+WITH busy AS (SELECT key AS url, value AS n FROM json_each(:inflight)),
+due AS (
+    SELECT o.id, o.url, o.next_attempt_at,
+           ROW_NUMBER() OVER (PARTITION BY o.url ORDER BY o.next_attempt_at) AS rank
+    FROM outbox o
+    WHERE o.status = 'pending' AND o.next_attempt_at <= :now
+      AND (o.lease_until IS NULL OR o.lease_until <= :now)
+      AND NOT EXISTS (SELECT 1 FROM outbox e
+                      WHERE e.task_id = o.task_id AND e.subscriber = o.subscriber
+                        AND e.status = 'pending' AND e.sequence < o.sequence))
+UPDATE outbox SET lease_until = :lease_until WHERE id IN (
+    SELECT id FROM due
+    WHERE rank <= :per_url - coalesce((SELECT n FROM busy WHERE busy.url = due.url), 0)
+    ORDER BY next_attempt_at LIMIT :limit)
+RETURNING id, task_id, subscriber, url, payload, attempts;
+
+-- The first entry of outbox_ready: when a pending delivery is next due and not leased.
+-- name: next_delivery_due
+SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) FROM outbox WHERE status = 'pending';
+
+-- name: record_delivery
+UPDATE outbox SET status = :status, attempts = :attempts, next_attempt_at = :next_attempt_at,
+       lease_until = NULL, last_status = :last_status, last_error = :last_error,
+       last_attempt_at = :now,
+       delivered_at = CASE WHEN :status = 'delivered' THEN :now ELSE delivered_at END
+WHERE id = :id;
+
+-- Send a delivery again (same webhook-id), whatever became of it; a pending one is already on
+-- its way and is left alone.
+-- name: retry_delivery
+UPDATE outbox SET status = 'pending', next_attempt_at = :now, lease_until = NULL, attempts = 0
+WHERE id = :id AND owner = :owner AND status != 'pending';
+
+-- name: delivery_by_id
+SELECT * FROM outbox WHERE id = :id AND owner = :owner;
+
+-- A page of an owner's deliveries, newest first: this head, the fragment of each filter given
+-- (see SQLiteStore.list_deliveries), then list_deliveries_end.
+-- name: list_deliveries
+SELECT * FROM outbox WHERE owner = :owner
+
+-- name: list_deliveries_status
+AND status = :status
+
+-- name: list_deliveries_task_id
+AND task_id = :task_id
+
+-- name: list_deliveries_cursor
+AND id < :cursor
+
+-- name: list_deliveries_end
+ORDER BY id DESC LIMIT :limit;
