@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import BadRequest, Forbidden, Unauthorized
 from service.services import Services
-from service.web.guard import TooManyRequests
+from service.web.limits import TooManyRequests
 from service.web.requests import (
     SESSION_COOKIE,
     auth_failed,

@@ -3,7 +3,7 @@
 Woken by ingest through the hub (never by re-reading the database); filter by `task_id` and
 `status`; a comment every 15 s keeps proxies from closing an idle stream; a client that goes
 away frees its queue. A stream ends after MAX_LIFETIME (the client reconnects, `retry:` says
-when), and each owner holds at most a few long-lived requests at once (`guard.Slots`: long-polls
+when), and each owner holds at most a few long-lived requests at once (`limits.Slots`: long-polls
 and streams together); beyond that the answer is 429 with Retry-After.
 """
 
@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from service.services import Services
-from service.web.guard import take_slot
+from service.web.limits import take_slot
 from service.web.requests import authenticate, only_params, status_param
 
 KEEPALIVE = 15.0

@@ -19,7 +19,7 @@ from service.errors import NotFound, ValidationFailed
 from service.services import Services
 from service.store.base import IdempotencyKey, TaskQuery
 from service.submit import parse_submit, request_hash, submit
-from service.web.guard import slot
+from service.web.limits import slot
 from service.web.problems import JSON
 from service.web.requests import (
     authenticate,
@@ -87,7 +87,7 @@ async def get_task(request: Request) -> Response:
         if not 0 <= wait <= MAX_WAIT:
             raise ValidationFailed("wait", f"expected 0 to {MAX_WAIT:g} seconds")
         if wait > 0 and task["status"] not in TERMINAL and task["status"] != Status.MODAL:
-            # a waiting request holds a connection: each owner gets a few (guard.Slots)
+            # a waiting request holds a connection: each owner gets a few (limits.Slots)
             with slot(request, owner, "long-polls and event streams"):
                 task = await _wait_for_change(svc, task, owner, wait)
     return JSON(task)

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from service.config import Settings
 from service.security.tokens import SessionCookies
-from service.web.guard import AuthThrottle
+from service.web.limits import AuthThrottle
 from service.web.requests import SESSION_COOKIE
 from tests.conftest import open_app
 

@@ -16,7 +16,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.config import Settings
-from service.web.guard import AuthThrottle, host_name, is_loopback_name
+from service.web.guard import host_name, is_loopback_name
+from service.web.limits import AuthThrottle
 from tests.conftest import open_app
 from tests.integration.test_api_tasks import assert_problem, submit
 

@@ -17,7 +17,7 @@ from service.domain.status import Status
 from service.store.base import NewTask
 from service.store.sqlite import SQLiteStore
 from service.web import stream
-from service.web.guard import Slots
+from service.web.limits import Slots
 from tests.conftest import open_app
 from tests.integration.test_callbacks import services
 from tests.support.ingest import apply
