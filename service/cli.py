@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from service.config import ConfigError, Settings, private_file
+from service.config import ConfigError, Settings, private_file, redacted_url
 from service.domain.numbers import whole_number
 from service.logging import configure_logging, flush_logs, log
 
@@ -48,6 +48,15 @@ def _prepare(settings: Settings) -> Settings:
 
 
 def _database_file(settings: Settings) -> None:
+    if settings.postgres:  # a server's database: nothing to create, but it must answer
+        from service.errors import StoreUnavailable
+        from service.store.postgres_db import reachable
+
+        try:
+            asyncio.run(reachable(settings.database_url))
+        except StoreUnavailable as exc:
+            raise ConfigError(f"JOBHOOK_DATABASE_URL: {exc.detail}") from None
+        return
     path = settings.database_path
     try:
         private_file(Path(path))
@@ -238,22 +247,30 @@ def _simulator_key(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from service.errors import StoreUnavailable
     from service.store.base import open_store
 
     _database_file(settings)
 
     async def run() -> int:
         store = open_store(settings.database_url, synchronous=settings.sqlite_synchronous)
-        await store.open()
+        try:
+            await store.open()
+        except StoreUnavailable as exc:  # PostgreSQL went away, or a migration failed
+            return _fail(f"JOBHOOK_DATABASE_URL: {exc.detail}", 1)
         version = getattr(store, "schema_version", "?")
         await store.close()
-        print(f"jobhook: schema at version {version} ({settings.database_url})")
+        print(f"jobhook: schema at version {version} ({redacted_url(settings.database_url)})")
         return 0
 
     return asyncio.run(run())
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.cluster:
+        from service.bench_cluster import main as cluster_main
+
+        return cluster_main(seconds=args.seconds, connections=args.connections, tasks=args.tasks)
     from service.bench import main as bench_main
 
     return bench_main(seconds=args.seconds, connections=args.connections, tasks=args.tasks)
@@ -360,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=int, default=10, help="per server (default 10)")
     bench.add_argument("--connections", type=int, default=64, help="open connections (64)")
     bench.add_argument("--tasks", type=int, default=100, help="tasks called back (100)")
+    bench.add_argument(
+        "--cluster",
+        action="store_true",
+        help="one table: bare Starlette, SQLite (serve), and 1 and 2 web processes "
+        "(serve --no-workers) on a fresh PostgreSQL database (JOBHOOK_BENCH_POSTGRES_URL, "
+        "default postgresql://postgres@127.0.0.1:5432/postgres, is the admin connection)",
+    )
     bench.set_defaults(run=_bench)
 
     cli_api.add_parsers(sub, client)

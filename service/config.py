@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import importlib.util
 import ipaddress
 import os
 import re
@@ -35,6 +36,8 @@ PROVIDER_URLS = {
 
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/jobhook.sqlite3"
+#: JOBHOOK_DATABASE_URL prefixes of the PostgreSQL store (service/store/postgres.py).
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 #: Signing keys for callback tokens and session cookies: at least this many characters (the
 #: generated one has 43: 32 random bytes, URL-safe base64).
@@ -116,6 +119,11 @@ class Settings:
     def dev_mode(self) -> bool:
         """No client keys: jobhook must serve on loopback only."""
         return not self.api_keys
+
+    @property
+    def postgres(self) -> bool:
+        """database_url names a PostgreSQL database (not a SQLite file)."""
+        return self.database_url.startswith(POSTGRES_SCHEMES)
 
     @property
     def database_path(self) -> str:
@@ -324,6 +332,51 @@ def _url(name: str, raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _database_url(raw: str) -> str:
+    """sqlite:///path naming a file, or postgresql://[user[:password]@]host[:port]/db (also
+    postgres://). Messages never repeat a PostgreSQL URL: it may carry a password."""
+    name = "JOBHOOK_DATABASE_URL"
+    if raw.startswith(POSTGRES_SCHEMES):
+        expected = "expected postgresql://user@host:port/database"
+        if _UNSAFE.search(raw):
+            raise ConfigError(f"{name}: a URL must not contain whitespace or control characters")
+        try:
+            parts = urlsplit(raw)
+            port = parts.port  # parses it: a bad port raises here
+        except ValueError:
+            raise ConfigError(f"{name}: {expected} (the host or port does not parse)") from None
+        if not parts.hostname:
+            raise ConfigError(f"{name}: {expected} (no host)")
+        if port == 0:
+            raise ConfigError(f"{name}: {expected} (port 0)")
+        database = parts.path.removeprefix("/")
+        if not database or "/" in database:
+            raise ConfigError(f"{name}: {expected} (no database name after the host)")
+        if importlib.util.find_spec("asyncpg") is None:
+            raise ConfigError(
+                f"{name}: PostgreSQL needs the postgres extra: pip install 'jobhook[postgres]'"
+            )
+        return raw
+    if not raw.startswith("sqlite:///"):
+        raise ConfigError(
+            f"{name}: expected sqlite:///path or postgresql://user@host:port/database, "
+            f"got {raw.split(':', 1)[0][:20]!r}:..."
+        )
+    path = _path(name, raw.removeprefix("sqlite:///"))
+    if path in ("", ":memory:") or path.endswith("/"):
+        raise ConfigError(f"{name}: expected sqlite:///path naming a file, got {_show(path)}")
+    return raw
+
+
+def redacted_url(url: str) -> str:
+    """A database URL fit for a message or a log line: its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{netloc}").geturl()
+
+
 def _path(name: str, raw: str) -> str:
     if _PATH_UNSAFE.search(raw):
         raise ConfigError(f"{name}: a path must not contain control characters, got {_show(raw)}")
@@ -368,17 +421,7 @@ def _secret_keys(raw: str) -> tuple[str, ...]:
 
 
 def _parse(values: Mapping[str, str]) -> Settings:
-    database_url = _text(values, "JOBHOOK_DATABASE_URL") or DEFAULT_DATABASE_URL
-    if not database_url.startswith("sqlite:///"):
-        raise ConfigError(
-            f"JOBHOOK_DATABASE_URL: expected sqlite:///path (PostgreSQL is not supported yet), "
-            f"got {database_url.split(':', 1)[0][:20]!r}:..."
-        )
-    db_path = _path("JOBHOOK_DATABASE_URL", database_url.removeprefix("sqlite:///"))
-    if db_path in ("", ":memory:") or db_path.endswith("/"):
-        raise ConfigError(
-            f"JOBHOOK_DATABASE_URL: expected sqlite:///path naming a file, got {_show(db_path)}"
-        )
+    database_url = _database_url(_text(values, "JOBHOOK_DATABASE_URL") or DEFAULT_DATABASE_URL)
     synchronous = _choice(values, "JOBHOOK_SQLITE_SYNCHRONOUS", "NORMAL", ("NORMAL", "FULL"))
     allow: list[IPNetwork] = []
     cidrs = (c.strip() for c in values.get("JOBHOOK_OUTBOUND_ALLOW", "").split(","))

@@ -1,6 +1,7 @@
 """The store seam: what ingest, the web layer and workers need from persistence.
 
-`Store.from_url` picks the implementation from JOBHOOK_DATABASE_URL's scheme.
+`open_store` picks the implementation from JOBHOOK_DATABASE_URL's scheme: SQLite (sqlite.py) or
+PostgreSQL (postgres.py); tests/integration/test_store_contract.py holds both to this contract.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from service.config import POSTGRES_SCHEMES
 from service.domain.plan import Change, Snapshot
 from service.domain.schedule import Schedule
 from service.domain.status import Decision, Status
@@ -241,8 +243,14 @@ class Store(Protocol):
 
 
 def open_store(database_url: str, *, synchronous: str = "NORMAL") -> Store:
+    """The store named by a database URL: `sqlite:///path` (the default) or
+    `postgresql://user@host:port/db` (also `postgres://`), which needs the `postgres` extra."""
     if database_url.startswith("sqlite:///"):
         from service.store.sqlite import SQLiteStore
 
         return SQLiteStore(database_url.removeprefix("sqlite:///"), synchronous=synchronous)
+    if database_url.startswith(POSTGRES_SCHEMES):
+        from service.store.postgres import PostgresStore
+
+        return PostgresStore(database_url)
     raise ValueError(f"unsupported database URL scheme: {database_url.split(':', 1)[0]}")

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from service.config import Settings
 from service.providers import simulator_key
-from tests.conftest import open_app
+from tests.conftest import both_stores, open_app
 
 FOX = {"action": "imagine", "params": {"prompt": "a red fox in snow", "aspect_ratio": "16:9"}}
 
@@ -45,6 +45,7 @@ def assert_problem(r: httpx.Response, status: int, field: str | None = None) -> 
     return body
 
 
+@both_stores
 async def test_imagine_runs_to_success_through_signed_callbacks(client: httpx.AsyncClient) -> None:
     task = await submit(client, FOX | {"metadata": {"order": 42}})
     assert task["status"] == "SUBMITTED" and task["provider"] == "simulator"
@@ -203,6 +204,7 @@ async def test_a_provider_refusal_is_kept_as_failure(client: httpx.AsyncClient) 
     assert kept["status"] == "FAILURE" and kept["error"]["code"] == "provider_rejected"
 
 
+@both_stores
 async def test_idempotency_key(client: httpx.AsyncClient) -> None:
     first = await client.post("/v1/tasks", json=FOX, headers={"Idempotency-Key": "order-42"})
     again = await client.post("/v1/tasks", json=FOX, headers={"Idempotency-Key": "order-42"})

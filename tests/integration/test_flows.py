@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import both_stores
 from tests.integration.test_api_tasks import assert_problem, finished, submit
 from tests.integration.test_callbacks import events_of
 
@@ -32,6 +33,7 @@ async def follow(
     return await finished(client, task["id"])
 
 
+@both_stores
 async def test_flow_a_imagine_then_upscale(client: httpx.AsyncClient) -> None:
     grid = await imagine(client, aspect_ratio="16:9", speed="fast", stylize=250)
     assert grid["status"] == "SUCCESS" and len(grid["result"]["images"]) == 4
@@ -160,6 +162,7 @@ async def test_apiframe_inpaint_is_one_step(client: httpx.AsyncClient) -> None:
     assert done["status"] == "SUCCESS" and len(done["result"]["images"]) == 4
 
 
+@both_stores
 async def test_concurrent_modal_calls_reach_the_provider_once(client: httpx.AsyncClient) -> None:
     up = await follow(client, "upscale", (await imagine(client))["id"], index=1)
     inpaint = await submit(client, {"action": "inpaint", "parent_id": up["id"], "params": {}})

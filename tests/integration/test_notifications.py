@@ -17,7 +17,7 @@ from svix.webhooks import Webhook as SvixWebhook
 from service.config import Settings
 from service.services import Services
 from service.workers.deliverer import SCHEDULE, Deliverer, DelivererConfig
-from tests.conftest import open_app
+from tests.conftest import both_stores, open_app
 from tests.integration.test_api_tasks import assert_problem, finished, submit
 from tests.support.receiver import Receiver, free_port, running
 
@@ -71,6 +71,7 @@ def verify(secret: str, got: Any) -> dict[str, Any]:
     return payload
 
 
+@both_stores
 async def test_task_callbacks_are_signed_and_verifiable(client: httpx.AsyncClient) -> None:
     """The embedded deliverer, real time: succeeded, failed and cancelled reach the backend."""
     async with running(Receiver(free_port())) as backend:
@@ -143,6 +144,7 @@ async def test_modal_is_announced(client: httpx.AsyncClient) -> None:
         assert payload["type"] == "task.modal" and payload["data"]["status"] == "MODAL"
 
 
+@both_stores
 async def test_endpoints_sign_with_their_own_secret(quiet: httpx.AsyncClient) -> None:
     clock = Clock()
     async with running(Receiver(free_port())) as backend:

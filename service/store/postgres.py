@@ -1,0 +1,284 @@
+"""The PostgreSQL store (asyncpg): one database for several web and worker processes.
+
+The same contract as the SQLite store, and the same views. Each method is one statement (one
+round trip) except `apply` (BEGIN, load the task FOR NO KEY UPDATE, plan, write, COMMIT) and the
+deliverer's claims; poll and delivery leases are taken with SKIP LOCKED, so no two processes
+hold the same row. SQL lives in postgres_queries.sql and postgres_db.py runs it; ingest's
+transaction is postgres_ingest.py, notifications postgres_outbox.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from service.domain.clock import utcnow_iso
+from service.domain.schedule import Schedule
+from service.domain.status import Status
+from service.domain.views import event_view, task_view
+from service.errors import Conflict, StoreUnavailable, ValidationFailed
+from service.store import postgres_ingest as ingest
+from service.store import postgres_outbox as outbox
+from service.store.base import (
+    Applied,
+    DeliveryClaim,
+    DeliveryResult,
+    Due,
+    IdempotencyKey,
+    NewTask,
+    Page,
+    Planner,
+    PollClaim,
+    Stats,
+    TaskQuery,
+    TimerLimits,
+)
+from service.store.postgres_db import POOL_SIZE, Database, Query, composed
+from service.store.sqlite import MODAL_CALL_LEASE, decode_cursor, encode_cursor
+from service.store.sqlite_outbox import delivery_view, endpoint_view
+
+#: Above every id (ids are ASCII, compared bytewise): the cursor of a first page.
+_TOP = "\U0010ffff"
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _cursor(cursor: str | None, default: str) -> str:
+    if cursor is None:
+        return default
+    value = decode_cursor(cursor)
+    if "\x00" in value:  # PostgreSQL text cannot hold it; no jobhook id does
+        raise ValidationFailed("cursor", "not a cursor jobhook issued")
+    return value
+
+
+def _listing(name: str, filters: dict[str, Any]) -> Query:
+    """The list statement `name` with a block for each filter given (see list_tasks)."""
+    given = (f"{name}_{f}" for f, value in filters.items() if value is not None)
+    return composed(name, *given, f"{name}_page")
+
+
+def _page(items: list[dict[str, Any]], limit: int) -> Page:
+    if len(items) > limit:
+        return Page(data=items[:limit], next_cursor=encode_cursor(items[limit - 1]["id"]))
+    return Page(data=items, next_cursor=None)
+
+
+def _poll_claim(r: Any) -> PollClaim:
+    return PollClaim(
+        task_id=r["id"],
+        provider=r["provider"],
+        provider_task_id=r["provider_task_id"],
+        status=Status(r["status"]),
+        attempts=r["poll_attempts"],
+    )
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+        self.url = url
+        self.db = Database(url, pool_size=pool_size)
+        self.schema_version = 0
+
+    async def open(self) -> None:
+        self.schema_version = await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def create_task(
+        self, new: NewTask, *, idempotency: IdempotencyKey | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        values = {
+            "id": new.id,
+            "owner": new.owner,
+            "provider": new.provider,
+            "action": new.action,
+            "params": _dumps(dict(new.params)),
+            "parent_id": new.parent_id,
+            "metadata": _dumps(new.metadata),
+            "callback_url": new.callback_url,
+            "callback_events": _dumps(list(new.callback_events)),
+            "now": utcnow_iso(),
+            "now_epoch": time.time(),
+        }
+        if idempotency is None:
+            return task_view(await self.db.fetchrow("insert_task", **values)), True
+        row = await self.db.fetchrow(
+            "insert_task_once", **values, key=idempotency.key, request_hash=idempotency.request_hash
+        )
+        if row is not None:
+            return task_view(row), True
+        # The key was claimed first, perhaps a moment ago by another process: its task.
+        found = await self.db.fetchrow("idempotent_task", owner=new.owner, key=idempotency.key)
+        if found is None:
+            raise StoreUnavailable("the idempotency key is being used; retry")
+        if found["request_hash"] != idempotency.request_hash:
+            raise Conflict(
+                "Idempotency-Key was already used with a different request body",
+                task_id=found["id"],
+            )
+        return task_view(found), False
+
+    async def apply(self, task_id: str, *, dedupe_key: str | None, planner: Planner) -> Applied:
+        return await ingest.apply(self.db, task_id, dedupe_key, planner)
+
+    async def reschedule(self, task_id: str, schedule: Schedule) -> None:
+        await self.db.execute(
+            "reschedule",
+            id=task_id,
+            next_poll_at=schedule.next_poll_at,
+            attempts=schedule.attempts,
+            release=schedule.release,
+        )
+
+    async def claim_due_polls(
+        self, now: float, *, limit: int, lease: float, skip: list[str] | None = None
+    ) -> list[PollClaim]:
+        rows = await self.db.fetch(
+            "claim_due_polls", now=now, lease_until=now + lease, limit=limit, skip=skip or []
+        )
+        return [_poll_claim(r) for r in rows]
+
+    async def next_poll_due(self) -> float | None:
+        value = await self.db.fetchval("next_poll_due")
+        return float(value) if value is not None else None
+
+    async def due_timers(
+        self, now: float, limits: TimerLimits, *, limit: int = 100, skip: Sequence[str] = ()
+    ) -> list[Due]:
+        rows = await self.db.fetch(
+            "due_timers",
+            modal_before=now - limits.modal,
+            modal_call_before=now - MODAL_CALL_LEASE,
+            submit_before=now - limits.submit,
+            queue_before=now - limits.queue,
+            run_before=now - limits.run,
+            skip=list(skip),
+            limit=limit,
+        )
+        return [Due(task_id=r["id"], status=Status(r["status"])) for r in rows]
+
+    async def claim_modal(self, task_id: str, now: float) -> bool:
+        claimed = await self.db.execute(
+            "claim_modal", id=task_id, now=now, claimed_before=now - MODAL_CALL_LEASE
+        )
+        return claimed == 1
+
+    async def release_modal(self, task_id: str) -> None:
+        await self.db.execute("release_modal", id=task_id)
+
+    async def reschedule_unfinished(self, now: float, *, spread: float) -> int:
+        """Poll every unfinished task soon (within `spread` s): nothing stays stuck after a
+        restart, and callbacks missed while jobhook was down are caught up."""
+        return await self.db.execute("reschedule_unfinished", now=now, spread=spread)
+
+    async def get_task(self, ref: str, *, owner: str | None) -> dict[str, Any] | None:
+        if "\x00" in ref:  # no task has one, and PostgreSQL text cannot hold it
+            return None
+        row = await self.db.fetchrow("get_task", ref=ref, owner=owner)
+        return task_view(row) if row is not None else None
+
+    async def list_tasks(self, query: TaskQuery) -> Page:
+        filters = {
+            "status": list(query.status) or None,
+            "provider": query.provider,
+            "action": query.action,
+            "created_after": query.created_after,
+            "created_before": query.created_before,
+        }
+        rows = await self.db.fetch(
+            _listing("list_tasks", filters),
+            owner=query.owner,
+            before=_cursor(query.cursor, _TOP),
+            limit=query.limit + 1,
+            **filters,
+        )
+        return _page([task_view(r) for r in rows], query.limit)
+
+    async def list_events(self, task_id: str, *, cursor: str | None, limit: int) -> Page:
+        rows = await self.db.fetch(
+            "list_events", task_id=task_id, after=_cursor(cursor, ""), limit=limit + 1
+        )
+        return _page([event_view(r) for r in rows], limit)
+
+    async def ping(self) -> None:
+        if not await self.db.fetchval("writable"):
+            raise StoreUnavailable("the database is read-only (a replica?)")
+
+    # -- notifications ------------------------------------------------------------------------
+
+    async def create_endpoint(
+        self, owner: str, url: str, events: list[str], description: str | None
+    ) -> dict[str, Any]:
+        return await outbox.create_endpoint(self.db, owner, url, events, description)
+
+    async def list_endpoints(self, owner: str) -> list[dict[str, Any]]:
+        return [endpoint_view(r) for r in await self.db.fetch("list_endpoints", owner=owner)]
+
+    async def get_endpoint(self, owner: str, endpoint_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetchrow("get_endpoint", id=endpoint_id, owner=owner)
+        return endpoint_view(row) if row is not None else None
+
+    async def delete_endpoint(self, owner: str, endpoint_id: str) -> None:
+        await outbox.delete_endpoint(self.db, owner, endpoint_id)
+
+    async def enable_endpoint(self, owner: str, endpoint_id: str) -> dict[str, Any]:
+        return await outbox.enable_endpoint(self.db, owner, endpoint_id)
+
+    async def rotate_secret(self, owner: str, endpoint_id: str, now: float) -> dict[str, Any]:
+        return await outbox.rotate_secret(self.db, owner, endpoint_id, now)
+
+    async def claim_due_deliveries(
+        self, now: float, *, limit: int, lease: float, per_url: int, inflight: dict[str, int]
+    ) -> list[DeliveryClaim]:
+        return await outbox.claim_due(self.db, now, limit, lease, per_url, inflight)
+
+    async def record_delivery(self, claim: DeliveryClaim, result: DeliveryResult) -> bool:
+        return await outbox.record(self.db, claim, result)
+
+    async def next_delivery_due(self) -> float | None:
+        value = await self.db.fetchval("next_delivery_due")
+        return float(value) if value is not None else None
+
+    async def list_deliveries(
+        self, owner: str, *, status: str | None, task_id: str | None, cursor: str | None, limit: int
+    ) -> Page:
+        filters = {"status": status, "task_id": task_id}
+        rows = await self.db.fetch(
+            _listing("list_deliveries", filters),
+            owner=owner,
+            before=_cursor(cursor, _TOP),
+            limit=limit + 1,
+            **filters,
+        )
+        return _page([delivery_view(r) for r in rows], limit)
+
+    async def retry_delivery(self, owner: str, delivery_id: str, now: float) -> dict[str, Any]:
+        return await outbox.retry(self.db, owner, delivery_id, now)
+
+    async def changed_since(
+        self, since: str, *, limit: int = 500
+    ) -> list[tuple[str, dict[str, Any]]]:
+        rows = await self.db.fetch("changed_since", since=since, limit=limit)
+        return [(r["owner"], task_view(r)) for r in rows]
+
+    async def backlog(self, now: float) -> int:
+        return int(await self.db.fetchval("backlog", now=now))
+
+    async def stats(self, now: float) -> Stats:
+        by_status = await self.db.fetch("stats_tasks")
+        due = await self.db.fetchrow("stats_due", now=now)
+        outbox_rows = await self.db.fetch("stats_outbox", now=now)
+        return Stats(
+            tasks={(r["provider"], r["status"]): r["n"] for r in by_status},
+            polls_due=due["polls_due"],
+            deliveries={r["status"]: r["n"] for r in outbox_rows},
+            deliveries_due=sum(r["due"] for r in outbox_rows if r["status"] == "pending"),
+            oldest_unfinished_age=float(due["oldest"] or 0.0),
+        )
