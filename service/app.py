@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,11 +17,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.config import Settings
 from service.errors import JobhookError
-from service.feed import ChangeFeed
 from service.logging import flush_logs, log
 from service.providers import simulator_key
 from service.security.ssrf import Resolver
-from service.services import SIMULATOR_PREFIX, open_services
+from service.services import SIMULATOR_PREFIX, open_services, start_following
 from service.simulator import Simulator
 from service.web import callbacks, dashboard, endpoints, openapi, ops, stream, tasks
 from service.web.guard import Guard
@@ -100,14 +100,16 @@ def create_app(
             app.state.services = services
             runner = Workers(services, poller=poller) if workers else None
             app.state.workers = runner
-            feed = ChangeFeed(services) if runner is None else None
-            feeding = None
+            # Other processes' commits: always on a shared store (PostgreSQL), and on SQLite
+            # when the workers run in another process.
+            follows = services.store.shared or runner is None
+            following: asyncio.Task[None] | None = None
             try:  # whatever started is stopped, also when a later step of start-up fails
                 if simulator is not None:
                     simulator.transport = transport
                     await simulator.start()
-                if feed is not None:
-                    feeding = asyncio.create_task(feed.run())
+                if follows:
+                    following = await start_following(services.store, services.hub)
                 if runner is not None:
                     await runner.start()
                 if settings.dev_mode:
@@ -121,9 +123,10 @@ def create_app(
                 )
                 yield
             finally:
-                if feed is not None and feeding is not None:
-                    await feed.stop()
-                    await feeding
+                if following is not None:
+                    following.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await following
                 if runner is not None:
                     await runner.stop()
                 if simulator is not None:

@@ -170,7 +170,7 @@ def _worker_public_url(settings: Settings) -> str:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
-    from service.services import open_services
+    from service.services import open_services, start_following
     from service.workers.runner import Workers
 
     full = _prepare(settings)
@@ -187,7 +187,17 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         async with open_services(full, public_url=public_url) as services:
             workers = Workers(services)
             await workers.start()
+            # On a shared store (PostgreSQL), web processes' commits wake these workers at once.
+            following = (
+                await start_following(services.store, services.hub)
+                if services.store.shared
+                else None
+            )
             await stop.wait()
+            if following is not None:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
             await workers.stop()
         return 0
 

@@ -1,24 +1,31 @@
-"""The change feed of a web process whose workers run elsewhere (`serve --no-workers`): once a
-second it reads the tasks changed since its last look and publishes them to the hub, so
-long-polls and live streams see what `jobhook worker` commits. With the workers in-process,
-ingest publishes on commit and no feed runs."""
+"""The change feed of SQLite's `follow` (a web process whose workers run elsewhere: `serve
+--no-workers`): once a second it reads the tasks changed since its last look and publishes them
+to the hub, so long-polls and live streams see what `jobhook worker` commits. With the workers
+in-process, ingest publishes on commit and no feed runs; PostgreSQL hears of commits at once
+(LISTEN/NOTIFY) instead."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any, Protocol
 
 from service.domain.clock import utcnow_iso
 from service.errors import JobhookError
+from service.hub import Hub
 from service.logging import log
-from service.services import Services
 
 INTERVAL = 1.0
 
 
+class _Changes(Protocol):
+    async def changed_since(self, since: str) -> list[tuple[str, dict[str, Any]]]: ...
+
+
 class ChangeFeed:
-    def __init__(self, svc: Services, *, interval: float = INTERVAL) -> None:
-        self.svc = svc
+    def __init__(self, store: _Changes, hub: Hub, *, interval: float = INTERVAL) -> None:
+        self.store = store
+        self.hub = hub
         self.interval = interval
         self._since = utcnow_iso()
         self._stop = asyncio.Event()
@@ -35,10 +42,10 @@ class ChangeFeed:
 
     async def once(self) -> int:
         """Publish what changed since the last look; the hub drops what it has already seen."""
-        changes = await self.svc.store.changed_since(self._since)
+        changes = await self.store.changed_since(self._since)
         for owner, task in changes:
             try:
-                self.svc.hub.publish(task, owner)
+                self.hub.publish(task, owner)
             except Exception as exc:  # one bad task is logged and skipped, never the rest
                 log.error("feed.task_skipped", task_id=task.get("id"), error=repr(exc)[:500])
             self._since = max(self._since, task["updated_at"])

@@ -47,6 +47,19 @@ class Hub:
             if reader == owner and queue.qsize() < 1000:  # a stuck reader loses updates, not memory
                 queue.put_nowait(task)
 
+    def wants(self, task_id: str, owner: str, sequence: int) -> bool:
+        """Whether a change (another process's) is news here: not published yet, and someone
+        waits on the task or streams its owner's tasks. Only then is the task read."""
+        if self._published.get(task_id, -1) >= sequence:
+            return False
+        return task_id in self._waiters or owner in self._streams.values()
+
+    def wake_waiters(self) -> None:
+        """Every long-poll looks at its task again (after notices may have been missed)."""
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.set()
+
     def register(self, task_id: str) -> asyncio.Event:
         """An event set by the task's next committed change in this process. Register before
         reading the task, so a change between the read and the wait is not missed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import httpx
 from service.config import IPNetwork, Settings
 from service.hub import Hub
 from service.ingest import Ingest
+from service.logging import log
 from service.metrics import Metrics
 from service.providers import build_providers
 from service.providers.base import Provider
@@ -97,3 +99,25 @@ def _outbound_allow(settings: Settings) -> tuple[IPNetwork, ...]:
         tuple(n for n in LOOPBACK if n not in settings.outbound_allow) if settings.dev_mode else ()
     )
     return (*settings.outbound_allow, *extra)
+
+
+#: Seconds start-up waits for a store to be following other processes' commits.
+FOLLOW_READY_TIMEOUT = 10.0
+
+
+async def start_following(store: Store, hub: Hub) -> asyncio.Task[None]:
+    """Follow other processes' commits (`store.follow`) in the background; returns once the
+    store is listening, so nothing committed after start-up goes unheard (or after
+    FOLLOW_READY_TIMEOUT, loudly: it goes on trying)."""
+    ready = asyncio.Event()
+    following = asyncio.create_task(store.follow(hub, ready), name="jobhook-follow")
+    waiting = asyncio.ensure_future(ready.wait())
+    await asyncio.wait(
+        {following, waiting}, timeout=FOLLOW_READY_TIMEOUT, return_when="FIRST_COMPLETED"
+    )
+    waiting.cancel()
+    if following.done():
+        following.result()  # it failed: say why
+    if not ready.is_set():
+        log.warning("store.not_following", message="other processes' commits are not heard yet")
+    return following

@@ -6,6 +6,7 @@ PostgreSQL (postgres.py); tests/integration/test_store_contract.py holds both to
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -14,6 +15,7 @@ from service.config import POSTGRES_SCHEMES
 from service.domain.plan import Change, Snapshot
 from service.domain.schedule import Schedule
 from service.domain.status import Decision, Status
+from service.hub import Hub
 
 #: The domain's plan for one ingest, given the snapshot the store loaded (see domain/plan.py).
 Planner = Callable[[Snapshot], Change]
@@ -239,6 +241,16 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise if the store cannot be written."""
+        ...
+
+    #: whether other processes write this store too (PostgreSQL), so every process follows it
+    shared: bool
+
+    async def follow(self, hub: Hub, ready: asyncio.Event) -> None:
+        """Until cancelled: bring other processes' commits to `hub` (tasks changed, polls
+        scheduled, deliveries written); `ready` is set once nothing committed from then on can
+        be missed. PostgreSQL: LISTEN/NOTIFY, at once; SQLite: the change feed, a read once a
+        second."""
         ...
 
 

@@ -9,6 +9,7 @@ transaction is postgres_ingest.py, notifications postgres_outbox.py.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +21,9 @@ from service.domain.schedule import Schedule
 from service.domain.status import Status
 from service.domain.views import event_view, task_view
 from service.errors import Conflict, StoreUnavailable, ValidationFailed
+from service.hub import Hub
 from service.store import postgres_ingest as ingest
+from service.store import postgres_notify
 from service.store import postgres_outbox as outbox
 from service.store.base import (
     Applied,
@@ -90,6 +93,14 @@ class PostgresStore:
 
     async def close(self) -> None:
         await self.db.close()
+
+    #: other processes write this database too: `follow` brings their commits here
+    shared = True
+
+    async def follow(self, hub: Hub, ready: asyncio.Event) -> None:
+        """Until cancelled: other processes' commits as wake-ups on `hub` (LISTEN/NOTIFY);
+        `ready` is set once listening."""
+        await postgres_notify.follow(self.url, self, hub, ready)
 
     async def create_task(
         self, new: NewTask, *, idempotency: IdempotencyKey | None = None

@@ -98,7 +98,22 @@ def _change_values(task_id: str, change: Change, snapshot: Snapshot) -> dict[str
         "outbox_payloads": [r.payload for r in rows],
         "outbox_next_attempt_ats": [r.next_attempt_at for r in rows],
         "outbox_created_ats": [r.created_at for r in rows],
+        "notice": notice(change),
     }
+
+
+def notice(change: Change) -> str | None:
+    """What other processes hear of this change (`LISTEN jobhook`): the task that changed (id,
+    owner, sequence: its long-polls and streams), a poll's new due time (the poller), outbox
+    rows written (the deliverer). None when nothing worth waking anyone happened."""
+    said: dict[str, Any] = {}
+    if change.decision.applied:
+        said["t"] = [change.task["id"], change.owner, change.task["sequence"]]
+    if change.sets.get("next_poll_at") is not None:
+        said["p"] = change.sets["next_poll_at"]
+    if change.outbox:
+        said["d"] = 1
+    return orjson.dumps(said).decode() if said else None
 
 
 async def _apply(

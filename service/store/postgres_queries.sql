@@ -105,17 +105,26 @@ WITH new_event AS (
                          :outbox_payloads::text[], :outbox_next_attempt_ats::float8[],
                          :outbox_created_ats::text[])
     RETURNING 1
+), notified AS (
+    -- Every process LISTENing hears of the change when (and only if) this commits.
+    SELECT pg_notify('jobhook', :notice::text) WHERE :notice::text IS NOT NULL
 )
 SELECT (SELECT count(*) FROM task)::int AS updated,
        (SELECT count(*) FROM new_event)::int AS inserted,
        (SELECT count(*) FROM outbox_rows)::int AS announced,
+       (SELECT count(*) FROM notified)::int AS notified,
        r.*
 FROM (SELECT 1) one LEFT JOIN repeated r ON true;
 
+-- The workers of every process hear of the new due time (a hint asks for a poll now).
 -- name: reschedule
-UPDATE tasks SET next_poll_at = :next_poll_at, poll_attempts = :attempts,
-       poll_lease_until = CASE WHEN :release::bool THEN NULL ELSE poll_lease_until END
-WHERE id = :id AND finished_at IS NULL;
+WITH moved AS (
+    UPDATE tasks SET next_poll_at = :next_poll_at, poll_attempts = :attempts,
+           poll_lease_until = CASE WHEN :release::bool THEN NULL ELSE poll_lease_until END
+    WHERE id = :id AND finished_at IS NULL
+    RETURNING next_poll_at
+)
+SELECT pg_notify('jobhook', json_build_object('p', next_poll_at)::text) FROM moved;
 
 -- Lease up to `limit` due tasks. SKIP LOCKED: a row another worker is claiming (or ingest is
 -- writing) is passed over, never waited for; the locking read re-checks the lease on the row's
@@ -355,8 +364,10 @@ WITH retried AS (
            attempts = 0
     WHERE id = :id AND owner = :owner AND status <> 'pending'
     RETURNING *
+), notified AS (  -- every process's deliverer hears of it
+    SELECT pg_notify('jobhook', '{"d": 1}') FROM retried
 )
-SELECT * FROM retried
+SELECT retried.* FROM retried LEFT JOIN notified ON true
 UNION ALL
 SELECT * FROM outbox
 WHERE id = :id AND owner = :owner AND NOT EXISTS (SELECT 1 FROM retried);

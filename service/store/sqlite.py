@@ -25,6 +25,8 @@ from service.domain.schedule import Schedule
 from service.domain.status import Status
 from service.domain.views import event_view, task_view
 from service.errors import Conflict, NotFound, StoreUnavailable
+from service.feed import ChangeFeed
+from service.hub import Hub
 from service.logging import log
 from service.store import queries
 from service.store import sqlite_outbox as outbox
@@ -297,6 +299,16 @@ class SQLiteStore:
             await reader.execute(Q["query_only"])
             self._all_readers.append(reader)
             self._readers.put_nowait(reader)
+
+    #: only this process writes (one writer per file): nothing to follow but the change feed
+    shared = False
+
+    async def follow(self, hub: Hub, ready: asyncio.Event) -> None:
+        """Until cancelled: another process's commits (`jobhook worker` beside `serve
+        --no-workers`) read once a second and published on `hub`."""
+        feed = ChangeFeed(self, hub)
+        ready.set()
+        await feed.run()
 
     async def close(self) -> None:
         for reader in self._all_readers:
