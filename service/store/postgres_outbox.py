@@ -12,12 +12,12 @@ from typing import Any
 import orjson
 
 from service.domain.clock import utcnow_iso
+from service.domain.delivery import disable_reason
 from service.domain.ids import new_id
 from service.errors import NotFound
 from service.store.base import DeliveryClaim, DeliveryResult
 from service.store.postgres_db import DELIVERY_CLAIMS_LOCK, LOCK_CLASS, Database, run, run_all
 from service.store.sqlite_outbox import (
-    DISABLE_AFTER,
     ROTATION_OVERLAP,
     delivery_view,
     endpoint_view,
@@ -127,12 +127,7 @@ async def record(db: Database, claim: DeliveryClaim, result: DeliveryResult) -> 
     )
     if claim.subscriber == "task" or result.status == "delivered":
         return False
-    since = row["failing_since"]
-    reason = None
-    if result.http_status == 410:
-        reason = "the endpoint answered 410 Gone"
-    elif since is not None and result.at - since >= DISABLE_AFTER:
-        reason = "the endpoint failed every delivery for 5 days"
+    reason = disable_reason(result.http_status, result.at, row["failing_since"])
     if reason is None:
         return False
     await db.execute(

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from service.domain.clock import utcnow_iso
+from service.domain.delivery import disable_reason
 from service.domain.ids import new_id
 from service.errors import NotFound
 from service.store import queries
@@ -19,8 +20,6 @@ from service.store.base import DeliveryClaim, DeliveryResult
 
 Q = queries.load("sqlite_queries.sql")
 
-#: An endpoint failing without a single success for this long is disabled.
-DISABLE_AFTER = 5 * 24 * 3600.0
 #: After a rotation the old secret keeps signing (beside the new one) this long.
 ROTATION_OVERLAP = 24 * 3600.0
 
@@ -187,11 +186,7 @@ def record(conn: sqlite3.Connection, claim: DeliveryClaim, result: DeliveryResul
     since = conn.execute(
         Q["endpoint_failing"], {"id": claim.subscriber, "at": result.at}
     ).fetchone()["failing_since"]
-    reason = None
-    if result.http_status == 410:
-        reason = "the endpoint answered 410 Gone"
-    elif result.at - since >= DISABLE_AFTER:
-        reason = "the endpoint failed every delivery for 5 days"
+    reason = disable_reason(result.http_status, result.at, since)
     if reason is None:
         return False
     conn.execute(
