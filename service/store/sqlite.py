@@ -259,6 +259,19 @@ def _reschedule_unfinished(conn: sqlite3.Connection, now: float, spread: float) 
     return conn.execute(Q["reschedule_unfinished"], {"now": now, "spread": spread}).rowcount
 
 
+def _switch_to_wal(conn: sqlite3.Connection, tries: int = 50) -> None:
+    """WAL mode, retried: processes opening one new file at once (web and worker starting
+    together) may find it locked by the other's switch, which the busy timeout does not cover."""
+    for attempt in range(tries):
+        try:
+            conn.execute(Q["wal"])
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 class SQLiteStore:
     def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000):
         if synchronous not in ("NORMAL", "FULL"):
@@ -285,7 +298,7 @@ class SQLiteStore:
             self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
         )
         conn.row_factory = sqlite3.Row
-        conn.execute(Q["wal"])
+        _switch_to_wal(conn)
         conn.execute(self._synchronous)
         conn.execute(Q["foreign_keys"])
         self.schema_version = _migrate(conn)
