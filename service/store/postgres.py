@@ -39,9 +39,14 @@ from service.store.base import (
     TaskQuery,
     TimerLimits,
 )
+from service.store.common import (
+    MODAL_CALL_LEASE,
+    decode_cursor,
+    delivery_view,
+    encode_cursor,
+    endpoint_view,
+)
 from service.store.postgres_db import POOL_SIZE, Database, Query, composed
-from service.store.sqlite import MODAL_CALL_LEASE, decode_cursor, encode_cursor
-from service.store.sqlite_outbox import delivery_view, endpoint_view
 
 #: Above every id (ids are ASCII, compared bytewise): the cursor of a first page.
 _TOP = "\U0010ffff"

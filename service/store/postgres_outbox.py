@@ -16,13 +16,13 @@ from service.domain.delivery import disable_reason
 from service.domain.ids import new_id
 from service.errors import NotFound
 from service.store.base import DeliveryClaim, DeliveryResult
-from service.store.postgres_db import DELIVERY_CLAIMS_LOCK, LOCK_CLASS, Database, run, run_all
-from service.store.sqlite_outbox import (
+from service.store.common import (
     ROTATION_OVERLAP,
     delivery_view,
     endpoint_view,
     new_secret,
 )
+from service.store.postgres_db import DELIVERY_CLAIMS_LOCK, LOCK_CLASS, Database, run, run_all
 
 
 async def create_endpoint(

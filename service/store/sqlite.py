@@ -7,7 +7,6 @@ pool of read-only aiosqlite connections. Every statement is a named block of sql
 from __future__ import annotations
 
 import asyncio
-import base64
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -44,30 +43,22 @@ from service.store.base import (
     TaskQuery,
     TimerLimits,
 )
+from service.store.common import (
+    MODAL_CALL_LEASE,
+    decode_cursor,
+    delivery_view,
+    encode_cursor,
+    endpoint_view,
+)
 from service.store.sqlite_writer import SQLiteWriter
 
 READERS = 4
 #: The store's named statements (service/store/sqlite_queries.sql).
 Q = queries.load("sqlite_queries.sql")
-#: A modal call's claim lasts this long (longer than the provider request may take).
-MODAL_CALL_LEASE = 60.0
 
 
 def _dumps(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
-
-
-def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    """Raises ValueError for a cursor jobhook did not issue."""
-    padded = cursor + "=" * (-len(cursor) % 4)
-    value = base64.urlsafe_b64decode(padded.encode()).decode()
-    if "_" not in value:
-        raise ValueError("not a jobhook cursor")
-    return value
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -425,11 +416,11 @@ class SQLiteStore:
 
     async def list_endpoints(self, owner: str) -> list[dict[str, Any]]:
         rows = await self._fetch(Q["list_endpoints"], {"owner": owner})
-        return [outbox.endpoint_view(r) for r in rows]
+        return [endpoint_view(r) for r in rows]
 
     async def get_endpoint(self, owner: str, endpoint_id: str) -> dict[str, Any] | None:
         rows = await self._fetch(Q["live_endpoint"], {"id": endpoint_id, "owner": owner})
-        return outbox.endpoint_view(rows[0]) if rows else None
+        return endpoint_view(rows[0]) if rows else None
 
     async def delete_endpoint(self, owner: str, endpoint_id: str) -> None:
         await self._writer.run(outbox.delete_endpoint, owner, endpoint_id)
@@ -460,7 +451,7 @@ class SQLiteStore:
                 owner, status=status, task_id=task_id, cursor=cursor, limit=limit
             )
         )
-        return _page([outbox.delivery_view(r) for r in rows], limit)
+        return _page([delivery_view(r) for r in rows], limit)
 
     async def retry_delivery(self, owner: str, delivery_id: str, now: float) -> dict[str, Any]:
         return await self._writer.run(outbox.retry, owner, delivery_id, now)

@@ -4,8 +4,6 @@ deliverer's claims and results. Units run inside the writer's transaction like `
 
 from __future__ import annotations
 
-import base64
-import secrets
 import sqlite3
 from typing import Any
 
@@ -17,49 +15,9 @@ from service.domain.ids import new_id
 from service.errors import NotFound
 from service.store import queries
 from service.store.base import DeliveryClaim, DeliveryResult
+from service.store.common import ROTATION_OVERLAP, delivery_view, endpoint_view, new_secret
 
 Q = queries.load("sqlite_queries.sql")
-
-#: After a rotation the old secret keeps signing (beside the new one) this long.
-ROTATION_OVERLAP = 24 * 3600.0
-
-
-def new_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-
-
-def endpoint_view(row: Any, *, with_secret: bool = False) -> dict[str, Any]:
-    view = {
-        "id": row["id"],
-        "url": row["url"],
-        "events": orjson.loads(row["events"]),
-        "description": row["description"],
-        "disabled": row["disabled_at"] is not None,
-        "disabled_reason": row["disabled_reason"],
-        "disabled_at": row["disabled_at"],
-        "created_at": row["created_at"],
-    }
-    if with_secret:
-        view["secret"] = row["secret"]
-    return view
-
-
-def delivery_view(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "task_id": row["task_id"],
-        "endpoint_id": None if row["subscriber"] == "task" else row["subscriber"],
-        "url": row["url"],
-        "event_type": row["event_type"],
-        "sequence": row["sequence"],
-        "status": row["status"],
-        "attempts": row["attempts"],
-        "last_status": row["last_status"],
-        "last_error": row["last_error"],
-        "last_attempt_at": row["last_attempt_at"],
-        "delivered_at": row["delivered_at"],
-        "created_at": row["created_at"],
-    }
 
 
 def create_endpoint(
