@@ -26,7 +26,7 @@ from service.errors import (
 )
 from service.logging import log
 from service.security.tokens import SessionCookies
-from service.store.sqlite import decode_cursor
+from service.store.common import decode_cursor
 from service.web.limits import auth_throttle, too_many_requests
 from service.web.problems import route_of
 
