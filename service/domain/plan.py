@@ -19,7 +19,15 @@ import orjson
 from service.domain.ids import new_id
 from service.domain.models import RAW_LIMIT, Observation, task_error
 from service.domain.schedule import Schedule
-from service.domain.status import TERMINAL, Decision, Status, TaskState, decide, event_type_for
+from service.domain.status import (
+    TERMINAL,
+    Decision,
+    Status,
+    TaskState,
+    decide,
+    event_type_for,
+    kept,
+)
 from service.domain.views import task_view
 
 #: Task columns that hold JSON (a store encodes them its own way).
@@ -108,7 +116,7 @@ def plan(
     common = {"from_status": state.status, "owner": row["owner"], "version": row["version"]}
     if snapshot.seen >= 2:  # seen twice: one more repeat, counted, no new row
         return Change(
-            decision=_kept(state, "duplicate", "this delivery was recorded before"),
+            decision=kept(state, "duplicate", "this delivery was recorded before"),
             event=None,
             dedupe_key=obs.dedupe_key,
             raw=None,
@@ -117,7 +125,7 @@ def plan(
             **common,
         )
     if snapshot.seen:
-        decision = _kept(state, "duplicate", "this delivery was recorded before")
+        decision = kept(state, "duplicate", "this delivery was recorded before")
     else:
         decision = decide(state, obs)
     sets = _changes(row, decision, obs, now)
@@ -142,16 +150,6 @@ def plan(
         task=task,
         outbox=outbox,
         **common,
-    )
-
-
-def _kept(state: TaskState, outcome: Any, reason: str) -> Decision:
-    return Decision(
-        outcome=outcome,
-        status=state.status,
-        progress=state.progress,
-        modal_entered=state.modal_entered,
-        reason=reason,
     )
 
 

@@ -77,17 +77,22 @@ class Decision:
         return self.outcome == "applied"
 
 
+def kept(state: TaskState, outcome: Outcome, reason: str) -> Decision:
+    """A decision that leaves the task as it is (recorded with `outcome` and `reason`)."""
+    return Decision(
+        outcome=outcome,
+        status=state.status,
+        progress=state.progress,
+        modal_entered=state.modal_entered,
+        reason=reason,
+    )
+
+
 def decide(state: TaskState, obs: Observation) -> Decision:
     """Judge `obs` against `state`. Pure: the same inputs always give the same decision."""
 
     def keep(outcome: Outcome, reason: str) -> Decision:
-        return Decision(
-            outcome=outcome,
-            status=state.status,
-            progress=state.progress,
-            modal_entered=state.modal_entered,
-            reason=reason,
-        )
+        return kept(state, outcome, reason)
 
     if (
         obs.provider_task_id
@@ -164,4 +169,5 @@ __all__ = [
     "TaskState",
     "decide",
     "event_type_for",
+    "kept",
 ]
