@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from service.store.base import DeliveryClaim
+
 #: A modal call's claim lasts this long (longer than the provider request may take).
 MODAL_CALL_LEASE = 60.0
 
@@ -65,3 +67,23 @@ def delivery_view(row: Any) -> dict[str, Any]:
         "delivered_at": row["delivered_at"],
         "created_at": row["created_at"],
     }
+
+
+def delivery_claim(row: Any, endpoint: Any, now: float) -> DeliveryClaim:
+    """A leased outbox `row` as the deliverer's claim. `endpoint` (its secret columns; None for
+    a task's own callback_url, signed with JOBHOOK_WEBHOOK_SECRET) gives the secrets to sign
+    with: the current one, and during a rotation's overlap the previous one too."""
+    secrets_: tuple[str, ...] = ()
+    if endpoint is not None:
+        secrets_ = (endpoint["secret"],)
+        if endpoint["previous_secret"] and (endpoint["previous_secret_until"] or 0) > now:
+            secrets_ += (endpoint["previous_secret"],)
+    return DeliveryClaim(
+        id=row["id"],
+        task_id=row["task_id"],
+        subscriber=row["subscriber"],
+        url=row["url"],
+        payload=row["payload"].encode(),
+        attempts=row["attempts"],
+        secrets=secrets_,
+    )

@@ -18,6 +18,7 @@ from service.errors import NotFound
 from service.store.base import DeliveryClaim, DeliveryResult
 from service.store.common import (
     ROTATION_OVERLAP,
+    delivery_claim,
     delivery_view,
     endpoint_view,
     new_secret,
@@ -90,25 +91,7 @@ async def claim_due(
             inflight_urls=list(inflight),
             inflight_counts=list(inflight.values()),
         )
-    claims = []
-    for r in rows:
-        secrets: tuple[str, ...] = ()
-        if r["subscriber"] != "task":
-            secrets = (r["secret"],)
-            if r["previous_secret"] and (r["previous_secret_until"] or 0) > now:
-                secrets += (r["previous_secret"],)
-        claims.append(
-            DeliveryClaim(
-                id=r["id"],
-                task_id=r["task_id"],
-                subscriber=r["subscriber"],
-                url=r["url"],
-                payload=r["payload"].encode(),
-                attempts=r["attempts"],
-                secrets=secrets,
-            )
-        )
-    return claims
+    return [delivery_claim(r, None if r["subscriber"] == "task" else r, now) for r in rows]
 
 
 async def record(db: Database, claim: DeliveryClaim, result: DeliveryResult) -> bool:

@@ -15,7 +15,13 @@ from service.domain.ids import new_id
 from service.errors import NotFound
 from service.store import queries
 from service.store.base import DeliveryClaim, DeliveryResult
-from service.store.common import ROTATION_OVERLAP, delivery_view, endpoint_view, new_secret
+from service.store.common import (
+    ROTATION_OVERLAP,
+    delivery_claim,
+    delivery_view,
+    endpoint_view,
+    new_secret,
+)
 
 Q = queries.load("sqlite_queries.sql")
 
@@ -100,26 +106,16 @@ def claim_due(
             "limit": limit,
         },
     ).fetchall()
-    claims = []
-    for r in rows:
-        secrets_: list[str] = []
-        if r["subscriber"] != "task":
-            ep = conn.execute(Q["endpoint_secrets"], {"id": r["subscriber"]}).fetchone()
-            secrets_ = [ep["secret"]]
-            if ep["previous_secret"] and (ep["previous_secret_until"] or 0) > now:
-                secrets_.append(ep["previous_secret"])
-        claims.append(
-            DeliveryClaim(
-                id=r["id"],
-                task_id=r["task_id"],
-                subscriber=r["subscriber"],
-                url=r["url"],
-                payload=r["payload"].encode(),
-                attempts=r["attempts"],
-                secrets=tuple(secrets_),
-            )
+    return [
+        delivery_claim(
+            r,
+            None
+            if r["subscriber"] == "task"
+            else conn.execute(Q["endpoint_secrets"], {"id": r["subscriber"]}).fetchone(),
+            now,
         )
-    return claims
+        for r in rows
+    ]
 
 
 def record(conn: sqlite3.Connection, claim: DeliveryClaim, result: DeliveryResult) -> bool:

@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
-from service.domain.ids import new_id
 from service.domain.models import Observation
 from service.domain.status import Status
 from service.errors import NotFound, StoreUnavailable
-from service.store.base import NewTask
 from service.store.sqlite import SQLiteStore
+from tests.integration.test_store_contract import make_task
 from tests.support.ingest import apply
 
 
@@ -26,20 +25,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     await s.open()
     yield s
     await s.close()
-
-
-async def make_task(store: SQLiteStore, owner: str = "o", **kw: object) -> dict[str, object]:
-    fields: dict[str, object] = {
-        "id": new_id("task"),
-        "owner": owner,
-        "provider": "simulator",
-        "action": "imagine",
-        "params": {"prompt": "p"},
-    }
-    fields.update(kw)
-    task, created = await store.create_task(NewTask(**fields))  # type: ignore[arg-type]
-    assert created
-    return task
 
 
 async def test_concurrent_applies_are_group_committed_and_all_kept(store: SQLiteStore) -> None:
