@@ -549,6 +549,9 @@ async def test_two_processes_never_claim_the_same_poll(two_stores: tuple[Store, 
     claimed = [c.task_id for batch in claims for c in batch]
     assert len(claimed) == len(set(claimed)) == 40 and set(claimed) == set(ids)
     assert await a.claim_due_polls(now, limit=10, lease=30) == []
+    # A lease runs out: a crashed process's tasks are claimable by the other.
+    again = await b.claim_due_polls(now + 31, limit=100, lease=30)
+    assert len(again) == 40
 
 
 async def test_two_processes_never_claim_the_same_delivery(two_stores: tuple[Store, Store]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -19,23 +18,8 @@ from service.services import Services
 from service.store.base import NewTask, Schedule, TimerLimits
 from service.store.sqlite import SQLiteStore
 from service.workers.timers import Timers
+from tests.integration.test_store_contract import due_tasks
 from tests.support.ingest import apply
-
-
-async def _due_tasks(store: SQLiteStore, n: int) -> list[str]:
-    ids = []
-    for _ in range(n):
-        task, _ = await store.create_task(
-            NewTask(id=new_id("task"), owner="o", provider="simulator", action="imagine", params={})
-        )
-        await apply(
-            store,
-            task["id"],
-            Observation(status=Status.SUBMITTED, source="api", provider_task_id=new_id("p")),
-            schedule=Schedule(next_poll_at=time.time() - 1),
-        )
-        ids.append(task["id"])
-    return ids
 
 
 @pytest.fixture
@@ -49,29 +33,12 @@ async def two_stores(tmp_path: Path) -> AsyncIterator[tuple[SQLiteStore, SQLiteS
     await b.close()
 
 
-async def test_two_workers_never_claim_the_same_task(
-    two_stores: tuple[SQLiteStore, SQLiteStore],
-) -> None:
-    a, b = two_stores
-    ids = await _due_tasks(a, 40)
-    now = time.time()
-    claims = await asyncio.gather(
-        *(s.claim_due_polls(now, limit=7, lease=30) for s in (a, b, a, b, a, b, a, b))
-    )
-    claimed = [c.task_id for batch in claims for c in batch]
-    assert len(claimed) == len(set(claimed)) == 40 and set(claimed) == set(ids)
-    assert await a.claim_due_polls(now, limit=10, lease=30) == []
-    # A lease runs out: a crashed worker's tasks are claimable again.
-    again = await b.claim_due_polls(now + 31, limit=100, lease=30)
-    assert len(again) == 40
-
-
 async def test_nothing_due_means_the_next_due_time(
     two_stores: tuple[SQLiteStore, SQLiteStore],
 ) -> None:
     a, _ = two_stores
     assert await a.next_poll_due() is None
-    [task_id] = await _due_tasks(a, 1)
+    [task_id] = await due_tasks(a, 1)
     await a.reschedule(task_id, Schedule(next_poll_at=time.time() + 100, attempts=3))
     due = await a.next_poll_due()
     assert due is not None and due > time.time() + 90
@@ -81,7 +48,7 @@ async def test_restart_reschedules_every_unfinished_task(
     two_stores: tuple[SQLiteStore, SQLiteStore],
 ) -> None:
     a, _ = two_stores
-    ids = await _due_tasks(a, 5)
+    ids = await due_tasks(a, 5)
     for task_id in ids:
         await a.reschedule(task_id, Schedule(next_poll_at=time.time() + 3600))
     await apply(a, ids[0], Observation(status=Status.SUCCESS, source="poll"))
