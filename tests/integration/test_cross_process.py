@@ -18,6 +18,9 @@ from tests.integration.test_callbacks import SLOW, services
 from tests.integration.test_live import _events, _stream
 from tests.support.wait import eventually
 
+#: A receiver on loopback that refuses at once (the discard port): webhooks are really attempted
+#: by the in-process deliverer, so they must never leave this machine.
+NOWHERE = "http://127.0.0.1:9/hooks"
 #: Longer than any test here waits: a long-poll that returns sooner was woken by a notice.
 LONG = 30
 
@@ -57,7 +60,7 @@ async def test_notices_wake_another_process_workers(pg_settings: Settings) -> No
     following = await start_following(store, hub)
     try:
         async for a in open_app(pg_settings):
-            r = await a.post("/v1/endpoints", json={"url": "https://hooks.example.com/x"})
+            r = await a.post("/v1/endpoints", json={"url": NOWHERE})
             assert r.status_code == 201
             task = await submit(a, {"provider": "simulator-apimart", **SLOW})
             await a.post(f"/v1/tasks/{task['id']}/cancel")  # announced: an outbox row

@@ -18,6 +18,9 @@ from service.store.base import NewTask, TimerLimits
 from service.workers.timers import PARK_SECONDS, Timers
 from tests.integration.test_callbacks import services
 
+#: A receiver on loopback that refuses at once (the discard port): webhooks are really attempted
+#: by the in-process deliverer, so they must never leave this machine.
+NOWHERE = "http://127.0.0.1:9/hooks"
 #: Nested past what orjson can write (254): data stored before jobhook bounded its input.
 POISON = '{"a":' * 300 + "1" + "}" * 300
 
@@ -32,7 +35,7 @@ async def modal_task(svc: Services, owner: str) -> str:
             action="inpaint",
             params={},
             # a subscriber: announcing a change writes the task into a webhook body
-            callback_url="https://hooks.example.com/jobhook",
+            callback_url=NOWHERE,
             callback_events=DEFAULT_CALLBACK_EVENTS,
         )
     )
