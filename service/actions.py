@@ -23,6 +23,8 @@ from service.security.ssrf import check_fetch_urls
 from service.services import Services
 from service.submit import stored_params
 
+#: Seconds a modal call may wait for the provider's request rate before it is refused (503).
+MAX_MODAL_WAIT = 5.0
 MODAL_FIELDS = frozenset({"prompt", "mask_url", "mask", "speed", "metadata"})
 
 
@@ -72,6 +74,7 @@ async def modal(svc: Services, owner: str, ref: str, body: dict[str, Any]) -> di
     if not await svc.store.claim_modal(task["id"], time.time()):
         raise Conflict("a modal call for this task is already under way, or it left MODAL")
     try:
+        await svc.rates.take_within(provider.name, MAX_MODAL_WAIT)
         response = await send(
             svc.http, provider, provider.build_modal(task["provider_task_id"], params)
         )

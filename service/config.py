@@ -53,6 +53,10 @@ BYTES_RANGE = (1024, 64 * 1_048_576)
 TIMEOUT_RANGE = (1.0, 7 * 86400.0)
 RECONCILE_RANGE = (1.0, 86400.0)
 SIMULATOR_STEP_RANGE = (0.001, 60.0)
+RATE_RANGE = (0.01, 100_000.0)
+POLL_CONCURRENCY_RANGE = (1, 4096)
+#: Every provider name JOBHOOK_PROVIDER_RATES may name.
+RATED_PROVIDERS = (*PROVIDER_URLS, "simulator", "simulator-apimart", "simulator-vtrix")
 
 _DIGITS = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
@@ -103,6 +107,11 @@ class Settings:
     simulator_step: float = 1.0
     #: bearer token required to read /metrics and the details of /readyz; None: open
     metrics_token: str | None = None
+    #: requests per second per provider (submissions, polls and modal calls share it), where
+    #: set; the rest use service/providers/rates.py's defaults
+    provider_rates: Mapping[str, float] = field(default_factory=dict)
+    #: polls in flight at once in one worker process, over all providers
+    poll_concurrency: int = 64
 
     @classmethod
     def from_env(
@@ -281,6 +290,41 @@ def _bytes(values: Mapping[str, str], name: str, default: int) -> int:
             f"{name}: expected a whole number of bytes from {low} to {high}, got {_show(raw)}"
         )
     return number
+
+
+def _count(values: Mapping[str, str], name: str, default: int, *, within: tuple[int, int]) -> int:
+    raw = _text(values, name)
+    if not raw:
+        return default
+    low, high = within
+    number = int(raw) if _DIGITS.fullmatch(raw) and len(raw) <= 12 else None
+    if number is None or not low <= number <= high:
+        raise ConfigError(f"{name}: expected a whole number from {low} to {high}, got {_show(raw)}")
+    return number
+
+
+def _rates(raw: str) -> dict[str, float]:
+    """`apimart=20,vtrix=5`: requests per second per provider."""
+    name = "JOBHOOK_PROVIDER_RATES"
+    rates: dict[str, float] = {}
+    low, high = RATE_RANGE
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        provider, sep, value = (p.strip() for p in item.partition("="))
+        if not sep or provider not in RATED_PROVIDERS:
+            raise ConfigError(
+                f"{name}: expected provider=requests-per-second pairs with a provider among "
+                f"{', '.join(RATED_PROVIDERS)}, got {_show(item)}"
+            )
+        rate = float(value) if _DECIMAL.fullmatch(value) else None
+        if rate is None or not low <= rate <= high:
+            raise ConfigError(
+                f"{name}: {provider}: expected requests per second from {low:g} to {high:g}, "
+                f"got {_show(value)}"
+            )
+        if provider in rates:
+            raise ConfigError(f"{name}: {provider} is named twice")
+        rates[provider] = rate
+    return rates
 
 
 def _choice(values: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -502,4 +546,8 @@ def _parse(values: Mapping[str, str]) -> Settings:
         simulator=simulator,
         simulator_step=_seconds(values, "JOBHOOK_SIMULATOR_STEP", 1.0, within=SIMULATOR_STEP_RANGE),
         metrics_token=metrics_token,
+        provider_rates=_rates(_text(values, "JOBHOOK_PROVIDER_RATES")),
+        poll_concurrency=_count(
+            values, "JOBHOOK_POLL_CONCURRENCY", 64, within=POLL_CONCURRENCY_RANGE
+        ),
     )

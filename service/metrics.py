@@ -12,6 +12,8 @@ LabelValues = tuple[str, ...]
 
 #: Seconds; an ingest is one group-committed SQLite transaction.
 INGEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: Seconds a poll ran after its due time.
+POLL_LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 def _labels(names: Sequence[str], values: LabelValues) -> str:
@@ -69,6 +71,15 @@ def gauge(
     return lines
 
 
+def counter(
+    name: str, help_: str, labels: Sequence[str], rows: Iterable[tuple[LabelValues, float]]
+) -> list[str]:
+    """A counter kept elsewhere (e.g. by the rate limits), rendered at scrape time."""
+    lines = [f"# HELP {name} {help_}", f"# TYPE {name} counter"]
+    lines += [f"{name}{_labels(labels, values)} {value:g}" for values, value in rows]
+    return lines
+
+
 class Metrics:
     """The counters this process keeps; `render` adds the store's gauges."""
 
@@ -99,6 +110,11 @@ class Metrics:
             "Time from an observation to its committed transition.",
             INGEST_BUCKETS,
         )
+        self.poll_lag = Histogram(
+            "jobhook_poll_lag_seconds",
+            "How late each poll ran against its due time (this process's poller).",
+            POLL_LAG_BUCKETS,
+        )
 
     def render(self, gauges: Iterable[str]) -> str:
         lines: list[str] = []
@@ -111,5 +127,6 @@ class Metrics:
         ):
             lines += metric.render()
         lines += self.ingest_seconds.render()
+        lines += self.poll_lag.render()
         lines += gauges
         return "\n".join(lines) + "\n"

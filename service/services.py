@@ -17,6 +17,7 @@ from service.logging import log
 from service.metrics import Metrics
 from service.providers import build_providers
 from service.providers.base import Provider
+from service.providers.rates import Rates, default_rate
 from service.security.ssrf import OutboundGuard, Resolver, system_resolver
 from service.security.tokens import CallbackTokens, SessionCookies
 from service.store.base import Store, open_store
@@ -42,6 +43,8 @@ class Services:
     #: the dashboard's signed session cookies
     sessions: SessionCookies
     metrics: Metrics
+    #: requests per second to each provider, shared by submissions, polls and modal calls
+    rates: Rates
 
     def callback_url(self, provider: str, task_id: str) -> str:
         token = self.tokens.issue(provider, task_id)
@@ -64,6 +67,9 @@ async def open_services(
     )
     hub = Hub()
     metrics = Metrics()
+    providers = build_providers(
+        settings, simulator_url=public_url + SIMULATOR_PREFIX if settings.simulator else None
+    )
     try:
         yield Services(
             settings=settings,
@@ -71,10 +77,8 @@ async def open_services(
             hub=hub,
             ingest=Ingest(store, hub, metrics),
             metrics=metrics,
-            providers=build_providers(
-                settings,
-                simulator_url=public_url + SIMULATOR_PREFIX if settings.simulator else None,
-            ),
+            providers=providers,
+            rates=Rates((name, default_rate(name, settings)) for name in providers),
             tokens=CallbackTokens(settings.secret_keys),
             http=http,
             public_url=public_url,

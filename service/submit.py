@@ -264,9 +264,14 @@ async def _send(svc: Services, provider: Provider, request: ProviderRequest) -> 
     for attempt in range(1, SUBMIT_ATTEMPTS + 1):
         response = None
         try:
+            # The provider's request rate, shared with the poller: a submission that would wait
+            # longer than MAX_SUBMIT_WAIT for it is refused (503, Retry-After), never sent.
+            await svc.rates.take_within(provider.name, MAX_SUBMIT_WAIT)
             response = await send(svc.http, provider, request)
             return provider.parse_submit(response)
         except ProviderUnavailable as exc:
+            if response is not None and exc.retry_after:  # the provider asked us all to wait
+                svc.rates.bucket(provider.name).hold(exc.retry_after)
             # Resend only what cannot bill twice: a request that never arrived, a 429 (refused
             # before any work), or any failure at a provider that honours our Idempotency-Key
             # (the task id). A timeout or 5xx elsewhere may have created the task.

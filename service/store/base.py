@@ -85,6 +85,8 @@ class PollClaim:
     provider_task_id: str
     status: Status
     attempts: int
+    #: when the poll was due (epoch seconds): how late it runs is measured against it
+    due_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

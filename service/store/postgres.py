@@ -84,6 +84,7 @@ def _poll_claim(r: Any) -> PollClaim:
         provider_task_id=r["provider_task_id"],
         status=Status(r["status"]),
         attempts=r["poll_attempts"],
+        due_at=r["next_poll_at"],
     )
 
 

@@ -140,7 +140,7 @@ WHERE id IN (
     LIMIT :limit
     FOR NO KEY UPDATE SKIP LOCKED
 )
-RETURNING id, provider, provider_task_id, status, poll_attempts;
+RETURNING id, provider, provider_task_id, status, poll_attempts, next_poll_at;
 
 -- name: next_poll_due
 SELECT min(greatest(next_poll_at, coalesce(poll_lease_until, 0))) FROM tasks

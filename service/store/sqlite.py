@@ -233,6 +233,7 @@ def _claim_due_polls(
             provider_task_id=r["provider_task_id"],
             status=Status(r["status"]),
             attempts=r["poll_attempts"],
+            due_at=r["next_poll_at"],
         )
         for r in rows
     ]

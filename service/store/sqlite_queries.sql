@@ -108,7 +108,7 @@ UPDATE tasks SET poll_lease_until = :lease_until WHERE id IN (
       AND (poll_lease_until IS NULL OR poll_lease_until <= :now)
       AND provider NOT IN (SELECT value FROM json_each(:skip))
     ORDER BY next_poll_at LIMIT :limit)
-RETURNING id, provider, provider_task_id, status, poll_attempts;
+RETURNING id, provider, provider_task_id, status, poll_attempts, next_poll_at;
 
 -- The first entry of tasks_poll_ready: when a task is next due and not leased.
 -- name: next_poll_due

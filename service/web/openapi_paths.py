@@ -123,6 +123,11 @@ READYZ = {
         "status": enum(["ready"]),
         "providers": {"type": "array", "items": enum(PROVIDERS)},
         "backlog": {"type": "integer", "minimum": 0},
+        "poll_behind_seconds": {
+            "type": "number",
+            "minimum": 0,
+            "description": "How long the oldest due poll has waited past its due time",
+        },
     },
 }
 NOT_READY = {
@@ -366,7 +371,7 @@ OPERATIONS: dict[str, dict[str, tuple[dict[str, Any], Codes]]] = {
     "/readyz": {
         "get": _op(
             "readyz",
-            "Store writable, workers alive, backlog under its limit",
+            "Store writable, workers alive, backlog under its limit, poller not behind",
             {
                 "200": _json(
                     READYZ, "Ready (details only with the metrics token, when one is set)"

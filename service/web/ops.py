@@ -15,12 +15,20 @@ from starlette.routing import Route
 
 from service import __version__
 from service.errors import StoreUnavailable
-from service.metrics import gauge
+from service.metrics import counter, gauge
 from service.services import Services
 from service.web.problems import JSON, problem
 
 #: /readyz says no when this many polls or deliveries are overdue: the workers are not keeping up.
 BACKLOG_LIMIT = 10_000
+#: ... or, in a process that runs the poller, when the oldest due poll waits this many seconds.
+POLL_BEHIND_LIMIT = 120.0
+
+
+async def poll_behind(svc: Services, now: float) -> float:
+    """Seconds the oldest due poll has waited past its due time (0: none is late)."""
+    due = await svc.store.next_poll_due()
+    return 0.0 if due is None else max(0.0, now - due)
 
 
 async def healthz(request: Request) -> Response:
@@ -41,11 +49,13 @@ def _operator(request: Request, token: str | None) -> bool:
 async def readyz(request: Request) -> Response:
     """The store takes a write, the workers run, the backlog is under its limit."""
     svc: Services = request.app.state.services
-    backlog = 0
+    backlog, behind = 0, 0.0
     reason: str | None = None  # why not ready
+    now = time.time()
     try:
         await svc.store.ping()
-        backlog = await svc.store.backlog(time.time())
+        backlog = await svc.store.backlog(now)
+        behind = await poll_behind(svc, now)
     except StoreUnavailable as exc:
         reason = exc.detail
     workers = getattr(request.app.state, "workers", None)
@@ -53,13 +63,27 @@ async def readyz(request: Request) -> Response:
         reason = "a worker loop has stopped"
     if reason is None and backlog > BACKLOG_LIMIT:
         reason = f"{backlog} polls and deliveries are overdue"
+    # Only a process whose poller is behind is taken out of rotation for it: a web process
+    # (serve --no-workers) still takes callbacks while the workers elsewhere catch up.
+    if reason is None and workers is not None and behind > POLL_BEHIND_LIMIT:
+        reason = (
+            f"the poller is behind: the oldest due poll has waited {behind:.0f} s "
+            "(see poll.behind in the log, JOBHOOK_PROVIDER_RATES, JOBHOOK_POLL_CONCURRENCY)"
+        )
     if not _operator(request, svc.settings.metrics_token):  # the status, no details
         if reason is None:
             return JSON({"status": "ready"})
         return JSON({"status": "not ready"}, 503)
     if reason is not None:
         return problem(503, "Not ready", reason, slug="not-ready")
-    return JSON({"status": "ready", "providers": sorted(svc.providers), "backlog": backlog})
+    return JSON(
+        {
+            "status": "ready",
+            "providers": sorted(svc.providers),
+            "backlog": backlog,
+            "poll_behind_seconds": round(behind, 1),
+        }
+    )
 
 
 async def metrics(request: Request) -> Response:
@@ -73,8 +97,11 @@ async def metrics(request: Request) -> Response:
             slug="unauthorized",
             instance=request.url.path,
         )
-    stats = await svc.store.stats(time.time())
+    now = time.time()
+    stats = await svc.store.stats(now)
+    behind = await poll_behind(svc, now)
     batches, units = getattr(svc.store, "batches", (0, 0))
+    rates = svc.rates.snapshot()
     gauges = [
         *gauge(
             "jobhook_tasks",
@@ -83,6 +110,24 @@ async def metrics(request: Request) -> Response:
             ((key, n) for key, n in sorted(stats.tasks.items())),
         ),
         *gauge("jobhook_polls_due", "Polls due now (queue depth).", (), [((), stats.polls_due)]),
+        *gauge(
+            "jobhook_poll_behind_seconds",
+            "Seconds the oldest due poll has waited past its due time (0: the poller keeps up).",
+            (),
+            [((), round(behind, 3))],
+        ),
+        *gauge(
+            "jobhook_provider_rate_limit",
+            "Requests per second this process may send each provider (JOBHOOK_PROVIDER_RATES).",
+            ("provider",),
+            (((name,), rate) for name, rate, _ in rates),
+        ),
+        *counter(
+            "jobhook_provider_rate_waited_seconds_total",
+            "Seconds this process's requests waited for a provider's rate limit.",
+            ("provider",),
+            (((name,), round(waited, 3)) for name, _, waited in rates),
+        ),
         *gauge(
             "jobhook_deliveries",
             "Deliveries not yet delivered, by status (pending, dead).",

@@ -1,8 +1,13 @@
 """The poller: asks providers about tasks whose poll is due, and ingests what they say.
 
 Due times live in the store; a claim leases a task to this process so no two workers poll it at
-once. Concurrency is bounded globally, requests per provider by a token bucket that also obeys
-Retry-After. When nothing is due the loop sleeps until the next due time (or a wake-up).
+once. Concurrency is bounded per process (JOBHOOK_POLL_CONCURRENCY); requests per provider by the
+process's rate limits (`svc.rates`, shared with submissions), which also obey Retry-After. When
+nothing is due the loop sleeps until the next due time (or a wake-up).
+
+How late each poll runs against its due time is measured (`jobhook_poll_lag_seconds`); a poller
+that runs late says so in a `poll.behind` line (at most one a minute) naming what holds it back:
+the provider's rate limit, or its concurrency.
 """
 
 from __future__ import annotations
@@ -25,13 +30,21 @@ from service.providers.client import send
 from service.services import Services
 from service.store.base import PollClaim
 
+#: A poll this many seconds past its due time is late (the poller is not keeping the pace).
+LATE = 1.0
+#: At most one `poll.behind` line per this many seconds.
+BEHIND_EVERY = 60.0
+#: Tasks of a provider are claimed only while a poll asked now would run within this many
+#: seconds (its rate not booked further ahead, no Retry-After hold).
+SOON = 1.0
+#: A poll that waited longer than this for a token was held back by the rate limit.
+RATE_BOUND = 0.05
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PollerConfig:
-    #: polls in flight at once, over all providers
-    concurrency: int = 16
-    #: polls per second per provider (a token bucket with this much burst)
-    rate_per_provider: float = 5.0
+    #: polls in flight at once, over all providers (None: JOBHOOK_POLL_CONCURRENCY)
+    concurrency: int | None = None
     #: seconds a claim is ours; a crashed worker's claims are free again after it
     lease: float = 30.0
     #: longest sleep when nothing is due (other processes may schedule polls)
@@ -49,38 +62,6 @@ _LOST = {
 }
 
 
-class _Bucket:
-    """A token bucket per provider; `hold` pauses it (Retry-After) for every task at once."""
-
-    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
-        self._rate = rate
-        self._clock = clock
-        self._tokens = rate
-        self._stamp = clock()
-        self._hold_until = 0.0
-
-    def hold(self, seconds: float) -> None:
-        self._hold_until = max(self._hold_until, self._clock() + seconds)
-
-    @property
-    def held_for(self) -> float:
-        """Seconds until the provider may be asked again (0: now)."""
-        return max(0.0, self._hold_until - self._clock())
-
-    async def take(self) -> None:
-        while True:
-            now = self._clock()
-            if now < self._hold_until:
-                await asyncio.sleep(self._hold_until - now)
-                continue
-            self._tokens = min(self._rate, self._tokens + (now - self._stamp) * self._rate)
-            self._stamp = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return
-            await asyncio.sleep((1 - self._tokens) / self._rate)
-
-
 class Poller:
     def __init__(
         self,
@@ -94,11 +75,16 @@ class Poller:
         self.config = config
         self.clock = clock
         self.rng = rng or random.Random()
-        self._buckets: dict[str, _Bucket] = {}
+        self.concurrency = config.concurrency or svc.settings.poll_concurrency
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._sleep_until = 0.0  # the clock time the current sleep ends
         self._stopping = False
+        self._late = 0  # late polls since the last `poll.behind` line
+        self._polls = 0  # polls since then
+        self._worst = 0.0  # the latest of them, seconds past due
+        self._throttled = 0  # of them, polls that waited for the provider's rate limit
+        self._behind_at = 0.0  # when the last `poll.behind` line was written
 
     def wake(self, due: float | None = None) -> None:
         """Look for due polls now, if `due` (a newly scheduled poll) comes before the loop
@@ -117,10 +103,11 @@ class Poller:
 
     async def _round(self) -> None:
         self._wake.clear()  # a wake-up from here on ends the coming sleep
-        free = self.config.concurrency - len(self._inflight)
-        # A provider under Retry-After is not claimed for: its tasks wait in the store, not in
-        # this process holding leases that would run out.
-        held = {name: b.held_for for name, b in self._buckets.items() if b.held_for > 0}
+        free = self.concurrency - len(self._inflight)
+        # A provider under Retry-After, or whose rate is booked for the next moment, is not
+        # claimed for: its tasks wait in the store (where every process sees how late they
+        # are), not here holding leases that could run out before their turn.
+        held = self.svc.rates.busy(SOON)
         if free > 0:
             claims = await self.svc.store.claim_due_polls(
                 self.clock(), limit=free, lease=self.config.lease, skip=sorted(held)
@@ -140,7 +127,7 @@ class Poller:
     async def _sleep(self, seconds: float) -> None:
         self._sleep_until = self.clock() + seconds
         waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._wake.wait())}
-        if len(self._inflight) >= self.config.concurrency:
+        if len(self._inflight) >= self.concurrency:
             waiters |= set(self._inflight)  # type: ignore[arg-type]
         try:
             await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
@@ -164,11 +151,6 @@ class Poller:
         for task in list(self._inflight):
             task.cancel()
 
-    def _bucket(self, provider: str) -> _Bucket:
-        if provider not in self._buckets:
-            self._buckets[provider] = _Bucket(self.config.rate_per_provider, self.clock)
-        return self._buckets[provider]
-
     async def poll(self, claim: PollClaim) -> None:
         """One poll of one claimed task, ending in an ingest or a reschedule."""
         try:
@@ -188,8 +170,16 @@ class Poller:
             await svc.store.reschedule(claim.task_id, schedule.after_error_cap(self.clock()))
             self._result(log.warning, result="provider_disabled", **bind)
             return
-        bucket = self._bucket(claim.provider)
+        bucket = svc.rates.bucket(claim.provider)
+        asked = self.clock()
         await bucket.take()
+        waited = self.clock() - asked
+        if waited > max(RATE_BOUND, self.config.lease - self.config.timeout):
+            # Too little of the lease is left for the request: another process may take the
+            # task once it runs out. Leave it to whoever claims it next; it is due already.
+            self._result(log.warning, result="lease_spent", waited=round(waited, 1), **bind)
+            return
+        self._lag(claim, bucket.rate, waited=waited)
         try:
             response = await send(
                 svc.http,
@@ -225,6 +215,37 @@ class Poller:
             status=applied.task["status"],
             **bind,
         )
+
+    def _lag(self, claim: PollClaim, rate: float, *, waited: float) -> None:
+        """Measure how late this poll runs; now and then, say so if polls run late, and what
+        held them back: the rate limit (polls waited for it), else the concurrency (every
+        slot busy), else the store or the provider's answers."""
+        now = self.clock()
+        lag = max(0.0, now - claim.due_at) if claim.due_at else 0.0
+        self.svc.metrics.poll_lag.observe(lag)
+        self._polls += 1
+        self._throttled += waited > RATE_BOUND
+        if lag > LATE:
+            self._late += 1
+            self._worst = max(self._worst, lag)
+        if now - self._behind_at < BEHIND_EVERY:
+            return
+        if self._late:
+            if self._throttled * 2 > self._polls:
+                limit = f"rate: {claim.provider} at {rate:g} requests/s (JOBHOOK_PROVIDER_RATES)"
+            elif len(self._inflight) >= self.concurrency:
+                limit = f"concurrency: {self.concurrency} in flight (JOBHOOK_POLL_CONCURRENCY)"
+            else:
+                limit = "neither rate nor concurrency: the store or the provider's answers"
+            log.warning(
+                "poll.behind",
+                late=self._late,
+                polls=self._polls,
+                worst_seconds=round(self._worst, 1),
+                limit=limit,
+            )
+        self._behind_at, self._late, self._polls, self._worst = now, 0, 0, 0.0
+        self._throttled = 0
 
     def _result(self, emit: Any, *, result: str, provider: str, **fields: Any) -> None:
         """One `poll.result` line, and the metric counting it."""

@@ -18,6 +18,7 @@ RESTART_SPREAD = 10.0
 
 class Workers:
     def __init__(self, svc: Services, *, poller: PollerConfig = DEFAULT_POLLER_CONFIG) -> None:
+        """`poller`: its concurrency defaults to JOBHOOK_POLL_CONCURRENCY."""
         settings = svc.settings
         self.svc = svc
         self.poller = Poller(svc, poller)

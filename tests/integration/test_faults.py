@@ -30,7 +30,7 @@ APIMART = "simulator-apimart"
 async def fast(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """Callbacks count as quiet after 0.2 s; a poll gives up after 0.3 s; runs end after 1 s."""
     quick = replace(settings, reconcile_after=0.2, run_timeout=1.0)
-    async for c in open_app(quick, poller=PollerConfig(timeout=0.3, rate_per_provider=50)):
+    async for c in open_app(quick, poller=PollerConfig(timeout=0.3)):
         yield c
 
 
@@ -169,7 +169,7 @@ def _seconds(stamp: str) -> float:
 
 @pytest.fixture
 async def short_leases(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in open_app(settings, poller=PollerConfig(lease=0.3, rate_per_provider=50)):
+    async for c in open_app(settings, poller=PollerConfig(lease=0.3)):
         yield c
 
 
