@@ -1,13 +1,16 @@
 """The one write path: every observation (callback, poll, API call, timer) goes through `ingest`.
 
 The store records the event and applies the state machine's decision in one transaction; after
-the commit, ingest logs one line and wakes whoever waits on the task.
+the commit, ingest logs one line (`task.transition`, or `task.observation` when nothing changed)
+and wakes whoever waits on the task.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from service.domain.clock import utcnow_iso
 from service.domain.models import Observation
@@ -26,8 +29,15 @@ class Ingest:
         self.metrics = metrics or Metrics()
 
     async def __call__(
-        self, task_id: str, obs: Observation, *, schedule: Schedule | None = None
+        self,
+        task_id: str,
+        obs: Observation,
+        *,
+        schedule: Schedule | None = None,
+        note: Mapping[str, Any] | None = None,
     ) -> Applied:
+        """Ingest `obs`; its one log line also carries `note` (what the caller would otherwise
+        log on a line of its own, e.g. a callback's size)."""
         started = time.perf_counter()
         applied = await self.store.apply(
             task_id, dedupe_key=obs.dedupe_key, planner=planner(obs, schedule)
@@ -50,6 +60,7 @@ class Ingest:
             "from_status": applied.from_status.value,
             "to_status": obs.status.value if obs.status else None,
             "progress": task["progress"],
+            **(note or {}),
         }
         if decision.applied:
             log.info("task.transition", status=task["status"], sequence=task["sequence"], **fields)

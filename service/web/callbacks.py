@@ -60,18 +60,21 @@ async def receive_callback(request: Request) -> Response:
     if not provider.signs_callbacks:
         return await _hint(svc, task_id, observations, bind)
     outcomes: list[str] = []
+    # One log line per observation, written by ingest (task.transition or task.observation,
+    # source "callback"), which carries what a `callback.received` line would: no second line.
+    note = {"callback_bytes": len(body)}
     for obs in observations:
         applied = await svc.ingest(
             task_id,
             obs,
             schedule=schedule.after_callback(svc.settings.reconcile_after, time.time()),
+            note=note,
         )
         if applied.decision.foreign:
             _refused(svc, bind["provider"], "foreign_task", task_id=task_id)
             raise Forbidden(applied.decision.reason or "the callback names another task")
         outcomes.append(applied.decision.outcome)
     svc.metrics.callbacks.inc(name)
-    log.info("callback.received", outcomes=outcomes, bytes=len(body), **bind)
     return JSON({"ok": True, "outcomes": outcomes})
 
 

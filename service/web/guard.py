@@ -17,6 +17,7 @@ The limits it enforces with handlers (the auth throttle, long-lived request slot
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,6 +53,7 @@ def host_name(authority: str) -> str | None:
     return name or None
 
 
+@functools.lru_cache(maxsize=256)  # a handful of names in practice; parsed on every request
 def is_loopback_name(name: str) -> bool:
     """localhost, *.localhost (browsers resolve those to loopback themselves), 127.0.0.0/8, ::1."""
     if name == "localhost" or name.endswith(".localhost"):
