@@ -97,3 +97,24 @@ async def test_a_store_error_in_one_unit_does_not_misreport_the_others(
     for t in tasks:
         got = await store.get_task(str(t["id"]), owner="o")
         assert got is not None and got["status"] == "SUBMITTED"
+
+
+class _Locked:
+    """The loop-thread connection meeting a lock (a checkpoint's, a recovery's)."""
+
+    def execute(self, *args: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_point_read_that_meets_a_lock_goes_to_a_pooled_reader(store: SQLiteStore) -> None:
+    task = await make_task(store)
+    assert store._inline is not None  # the point read runs on the loop's thread
+    assert (await store.get_task(task["id"], owner="o")) == task
+    store._inline.close()
+    store._inline = _Locked()  # type: ignore[assignment]
+    got = await store.get_task(task["id"], owner="o")  # not an error, and not waiting
+    assert got is not None and got["id"] == task["id"]
+    assert await store.next_poll_due() is None
