@@ -14,10 +14,17 @@ from service.domain import schedule
 from service.domain.models import Observation, task_error
 from service.domain.schedule import Schedule
 from service.domain.status import TERMINAL, Status
-from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from service.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+    ValidationFailed,
+)
 from service.logging import log
 from service.providers import params as check
-from service.providers.base import ModalProvider
+from service.providers.base import CancelProvider, ModalProvider
 from service.providers.client import send
 from service.security.ssrf import check_fetch_urls
 from service.services import Services
@@ -29,24 +36,58 @@ MODAL_FIELDS = frozenset({"prompt", "mask_url", "mask", "speed", "metadata"})
 
 
 async def cancel(svc: Services, owner: str, ref: str) -> dict[str, Any]:
-    """CANCEL a running task of `owner`'s; Conflict if it has already ended."""
+    """CANCEL a running task of `owner`'s; Conflict if it has already ended.
+
+    A provider that documents a way to cancel (a `CancelProvider`) is asked first, and the
+    answer says whether it confirmed (`provider_cancelled`). APIMart, Apiframe and Vtrix
+    document none: the task ends CANCEL here, the provider keeps working on it (and may bill
+    for it), and `provider_cancelled: false` with `provider_cancel_detail` says so."""
     task = await svc.store.get_task(ref, owner=owner)
     if task is None:
         raise NotFound(f"no task {ref}")
     if task["status"] in TERMINAL:
         raise Conflict(f"the task has already ended {task['status']}")
+    confirmed, detail = await _cancel_at_provider(svc, task)
     applied = await svc.ingest(
         task["id"],
         Observation(
             status=Status.CANCEL,
             source="api",
             error=task_error("cancelled", "cancelled by the client"),
-            detail="cancelled by the client",
+            detail=f"cancelled by the client; {detail}",
         ),
     )
     if not applied.decision.applied:
         raise Conflict(f"the task has already ended {applied.task['status']}")
-    return applied.task
+    return {**applied.task, "provider_cancelled": confirmed, "provider_cancel_detail": detail}
+
+
+async def _cancel_at_provider(svc: Services, task: dict[str, Any]) -> tuple[bool, str]:
+    """Ask the task's provider to cancel it, where the provider can: (confirmed, what happened)."""
+    name, provider_task_id = task["provider"], task["provider_task_id"]
+    provider = svc.providers.get(name)
+    if not isinstance(provider, CancelProvider):
+        if task["status"] == Status.MODAL and isinstance(provider, ModalProvider):
+            # APIMart settles an inpaint's bill on the modal call's SUCCESS (seed 000), and
+            # cancels and refunds a task left in MODAL for 30 minutes (seed 001).
+            return False, (
+                f"{name} documents no way to cancel a task: it waits for the modal call until "
+                "its own 30-minute timeout cancels and refunds it"
+            )
+        return False, (
+            f"{name} documents no way to cancel a task: the provider keeps working on it and "
+            "may bill for it (what it reports later is recorded as a conflict)"
+        )
+    if not provider_task_id:
+        return False, f"{name} has not taken the task yet: there is nothing to cancel there"
+    try:
+        await svc.rates.take_within(provider.name, MAX_MODAL_WAIT)
+        response = await send(svc.http, provider, provider.build_cancel(provider_task_id))
+        if provider.parse_cancel(response):
+            return True, f"{name} confirmed the cancellation"
+        return False, f"{name} did not confirm the cancellation: it may finish (and bill for) it"
+    except (ProviderRejected, ProviderUnavailable) as exc:
+        return False, f"{name} did not confirm the cancellation ({exc.detail})"
 
 
 async def modal(svc: Services, owner: str, ref: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -87,8 +128,18 @@ async def modal(svc: Services, owner: str, ref: str, body: dict[str, Any]) -> di
         task["id"], obs, schedule=schedule.after_submit(provider, 0, time.time())
     )
     if not applied.decision.applied:
+        await asyncio.shield(svc.store.release_modal(task["id"]))
         raise Conflict(f"the task is {applied.task['status']}; the modal call was not applied")
-    log.info("task.modal_submitted", task_id=task["id"], provider=provider.name)
+    # The answer may name a new provider task (seed 000's example does): the task follows it.
+    log.info(
+        "task.modal_submitted",
+        task_id=task["id"],
+        provider=provider.name,
+        provider_task_id=applied.task["provider_task_id"],
+        previous_provider_task_id=task["provider_task_id"]
+        if applied.task["provider_task_id"] != task["provider_task_id"]
+        else None,
+    )
     return applied.task
 
 

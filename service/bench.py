@@ -26,15 +26,47 @@ from starlette.routing import Route
 from service.providers import simulator_key
 from service.providers.apiframe import sign_body
 
+#: What the bare GET /v1/tasks/{id} answers (with the id asked for): a finished task's shape,
+#: about 600 bytes of JSON.
+_BARE_TASK = {
+    "id": "",
+    "provider": "simulator",
+    "action": "imagine",
+    "status": "SUCCESS",
+    "progress": 100,
+    "provider_task_id": "6f1c1f4e-3b7a-4c55-9d5e-2f0a8b1c7d93",
+    "parent_id": None,
+    "params": {"prompt": "a lighthouse at dusk"},
+    "result": {"images": [f"https://cdn.test/6f1c1f4e-{n}.png" for n in range(1, 5)]},
+    "error": None,
+    "metadata": None,
+    "callback_url": None,
+    "callback_events": ["task.modal", "task.succeeded", "task.failed", "task.cancelled"],
+    "sequence": 5,
+    "created_at": "2026-01-01T00:00:00.000Z",
+    "updated_at": "2026-01-01T00:00:36.000Z",
+    "finished_at": "2026-01-01T00:00:36.000Z",
+}
+
 
 def bare_app() -> Starlette:
-    """The bare stack: the same route shape, reading the body and answering JSON."""
+    """The bare stack: the same route shapes, reading the body and answering JSON; GET
+    /v1/tasks/{id} answers a task-shaped body of about 600 bytes (`jobhook bench` lookup)."""
 
     async def callback(request: Request) -> Response:
         await request.body()
         return Response(b'{"ok":true}', media_type="application/json")
 
-    return Starlette(routes=[Route("/v1/callbacks/{provider}/{token}", callback, methods=["POST"])])
+    async def task(request: Request) -> Response:
+        body = orjson.dumps({**_BARE_TASK, "id": request.path_params["id"]})
+        return Response(body, media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/v1/callbacks/{provider}/{token}", callback, methods=["POST"]),
+            Route("/v1/tasks/{id}", task, methods=["GET"]),
+        ]
+    )
 
 
 def _port() -> int:

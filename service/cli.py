@@ -276,7 +276,25 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def _bench_job(value: str) -> str:
+    """A `jobhook bench` job name (argparse's `choices` refuses an empty `nargs="*"`)."""
+    if value not in ("all", "ingest", "lookup", "scale", "poll", "deliver"):
+        raise argparse.ArgumentTypeError(
+            f"invalid job {value!r} (choose from all, ingest, lookup, scale, poll, deliver)"
+        )
+    return value
+
+
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.jobs:
+        from service import bench_jobs
+
+        jobs = bench_jobs.JOBS if "all" in args.jobs else tuple(dict.fromkeys(args.jobs))
+        stores = ("sqlite", "postgres") if args.store == "both" else (args.store,)
+        return bench_jobs.run(
+            jobs, stores=stores, seconds=args.seconds, connections=args.connections,
+            quick=args.quick,
+        )  # fmt: skip
     if args.cluster:
         from service.bench_cluster import main as cluster_main
 
@@ -383,7 +401,24 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     migrate.set_defaults(run=_migrate)
 
-    bench = sub.add_parser("bench", help="measure signed-callback ingest against bare Starlette")
+    bench = sub.add_parser(
+        "bench",
+        help="measure every job the service does beside its bare-stack or raw-client figure",
+    )
+    bench.add_argument(
+        "jobs",
+        nargs="*",
+        metavar="JOB",
+        type=_bench_job,
+        help="all, ingest, lookup, scale, poll, deliver: one table (none: the ingest table)",
+    )
+    bench.add_argument(
+        "--store",
+        choices=["sqlite", "postgres", "both"],
+        default="sqlite",
+        help="run the jobs on SQLite, on a fresh PostgreSQL database each, or both",
+    )
+    bench.add_argument("--quick", action="store_true", help="small sizes, short windows")
     bench.add_argument("--seconds", type=int, default=10, help="per server (default 10)")
     bench.add_argument("--connections", type=int, default=64, help="open connections (64)")
     bench.add_argument("--tasks", type=int, default=100, help="tasks called back (100)")

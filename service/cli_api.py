@@ -215,7 +215,8 @@ class Progress:
 
 
 def result_lines(task: dict[str, Any]) -> list[str]:
-    """The status line, then one line per result URL (grid, images, videos) or the error."""
+    """The status line, then one line per result URL (grid, images, videos) or describe's
+    prompt, when the URLs expire, or the error."""
     head = f"{task['status']} {task['id']} ({task['action']} on {task['provider']}"
     lines = [head + f", {task.get('progress') or 0}%)"]
     result = task.get("result") or {}
@@ -224,6 +225,10 @@ def result_lines(task: dict[str, Any]) -> list[str]:
     for kind in ("images", "videos"):
         for n, url in enumerate(result.get(kind) or (), 1):
             lines.append(f"  {kind[:-1]} {n:<2} {url}")
+    for n, prompt in enumerate(result.get("prompts") or (), 1):
+        lines.append(f"  prompt {n:<2}{prompt}")
+    if result.get("expires_at"):
+        lines.append(f"  expires  {result['expires_at']} (the provider's URLs stop working)")
     error = task.get("error")
     if error:
         code = error.get("provider_code") or error.get("code")

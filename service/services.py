@@ -15,7 +15,7 @@ from service.hub import Hub
 from service.ingest import Ingest
 from service.logging import log
 from service.metrics import Metrics
-from service.providers import build_providers
+from service.providers import build_providers, webhooks_off
 from service.providers.base import Provider
 from service.providers.rates import Rates, default_rate
 from service.security.ssrf import OutboundGuard, Resolver, system_resolver
@@ -68,8 +68,19 @@ async def open_services(
     hub = Hub()
     metrics = Metrics()
     providers = build_providers(
-        settings, simulator_url=public_url + SIMULATOR_PREFIX if settings.simulator else None
+        settings,
+        simulator_url=public_url + SIMULATOR_PREFIX if settings.simulator else None,
+        public_url=public_url,
     )
+    if webhooks_off(settings, public_url):
+        log.warning(
+            "apiframe.webhooks_off",
+            public_url=public_url,
+            message="Apiframe takes only https:// webhook URLs, and JOBHOOK_PUBLIC_URL is not "
+            "one: jobhook sends Apiframe no webhookUrl and polls every Apiframe task instead "
+            "(slower, and more requests). Put jobhook behind HTTPS (a TLS reverse proxy or a "
+            "tunnel; README: Going to production) and set JOBHOOK_PUBLIC_URL=https://...",
+        )
     try:
         yield Services(
             settings=settings,

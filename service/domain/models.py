@@ -44,13 +44,27 @@ DEFAULT_CALLBACK_EVENTS = ("task.modal", "task.succeeded", "task.failed", "task.
 #: Largest raw provider payload kept with an event, in characters of JSON.
 RAW_LIMIT = 8192
 
+#: A modal call's claim lasts this long (longer than the provider request may take); while it
+#: lasts, the MODAL timer yields to the call (service/domain/status.py `decide`).
+MODAL_CALL_LEASE = 60.0
+
 
 class Result(TypedDict, total=False):
+    """What a task produced, as the task view, the webhooks and the OpenAPI schema show it."""
+
     images: list[str]
     grid_url: str | None
     videos: list[str]
+    #: the provider's buttons for follow-ups (APIMart: `{label, custom_id}`)
     actions: list[dict[str, Any]]
+    #: what the provider billed: Apiframe `{credits}`, Vtrix `{usd, discount}` (its `usage`)
     cost: dict[str, Any] | None
+    #: describe's suggestions, one prompt each (APIMart: the 1️⃣..4️⃣ lines of its text)
+    prompts: list[str]
+    #: when the result URLs stop working (RFC 3339), where the provider says so
+    expires_at: str | None
+    #: the provider's own `metadata` of the task (Vtrix), as it sent it
+    provider_metadata: dict[str, Any] | None
 
 
 class TaskError(TypedDict):
@@ -60,7 +74,16 @@ class TaskError(TypedDict):
 
 
 def empty_result() -> Result:
-    return {"images": [], "grid_url": None, "videos": [], "actions": [], "cost": None}
+    return {
+        "images": [],
+        "grid_url": None,
+        "videos": [],
+        "actions": [],
+        "cost": None,
+        "prompts": [],
+        "expires_at": None,
+        "provider_metadata": None,
+    }
 
 
 def task_error(code: str, message: str, provider_code: str | int | None = None) -> TaskError:
@@ -92,4 +115,6 @@ class Observation:
     modal_call: bool = False
     #: params the task gains when this observation applies (the modal call's prompt and mask)
     params_patch: dict[str, Any] | None = None
+    #: what else the provider said that is not the task's result (Apiframe's webhook `event`,
+    #: `expired`): the planner keeps it in the event's `detail.provider`
     extra: dict[str, Any] = field(default_factory=dict)

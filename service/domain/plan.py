@@ -10,6 +10,7 @@ body. SQLite and PostgreSQL differ only in how they load the snapshot and write 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,13 @@ from typing import Any
 import orjson
 
 from service.domain.ids import new_id
-from service.domain.models import RAW_LIMIT, Observation, task_error
+from service.domain.models import (
+    MODAL_CALL_LEASE,
+    RAW_LIMIT,
+    Observation,
+    empty_result,
+    task_error,
+)
 from service.domain.schedule import Schedule
 from service.domain.status import (
     TERMINAL,
@@ -29,6 +36,9 @@ from service.domain.status import (
     kept,
 )
 from service.domain.views import task_view
+
+#: The payload of a base64 `data:` URL inside JSON text (as far as the next quote).
+_BASE64_DATA = re.compile(r";base64,[A-Za-z0-9+/=_\\-]+")
 
 #: Task columns that hold JSON (a store encodes them its own way).
 JSON_COLUMNS = frozenset({"params", "result", "error", "metadata", "callback_events"})
@@ -112,6 +122,8 @@ def plan(
         progress=row["progress"],
         modal_entered=bool(row["modal_entered"]),
         provider_task_id=row["provider_task_id"],
+        previous_provider_task_id=row.get("previous_provider_task_id"),
+        modal_call_live=(row.get("modal_call_at") or 0) > now_epoch - MODAL_CALL_LEASE,
     )
     common = {"from_status": state.status, "owner": row["owner"], "version": row["version"]}
     if snapshot.seen >= 2:  # seen twice: one more repeat, counted, no new row
@@ -141,9 +153,16 @@ def plan(
     if decision.applied:
         kind = announcement(state.status, decision.status)
         outbox = announce(task, row["owner"], snapshot.subscribers, kind, now, now_epoch)
+    event = _event(row["id"], obs, state, decision, now)
+    if "previous_provider_task_id" in sets:
+        # The history says which provider task the task followed before, and why it changed.
+        event["detail"] = (event["detail"] or {}) | {
+            "previous_provider_task_id": sets["previous_provider_task_id"],
+            "note": "the modal call's answer names a new provider task: the task follows it",
+        }
     return Change(
         decision=decision,
-        event=_event(row["id"], obs, state, decision, now),
+        event=event,
         dedupe_key=obs.dedupe_key,
         raw=bounded_raw(obs.raw),
         sets=sets,
@@ -163,6 +182,9 @@ def _event(
             ("error", obs.error),
             ("provider_task_id", obs.provider_task_id),
             ("note", obs.detail if obs.status is not None else None),
+            # what else the provider said that is not the task's result (APIMart's `action`,
+            # Apiframe's webhook `event`, `expired`): kept in the history, not dropped
+            ("provider", obs.extra),
         )
         if v
     }
@@ -196,7 +218,7 @@ def _changes(
             "updated_at": now,
         }
         if obs.result is not None:
-            sets["result"] = obs.result
+            sets["result"] = merged_result(row["result"], obs.result)
         if obs.params_patch:
             sets["params"] = {**(row["params"] or {}), **obs.params_patch}
         if decision.status is Status.FAILURE or decision.status is Status.CANCEL:
@@ -208,7 +230,30 @@ def _changes(
             sets |= {"finished_at": now, "next_poll_at": None, "poll_lease_until": None}
     if obs.provider_task_id and not row["provider_task_id"] and not decision.foreign:
         sets["provider_task_id"] = obs.provider_task_id
+    elif (
+        decision.applied
+        and obs.modal_call
+        and obs.provider_task_id
+        and row["provider_task_id"]
+        and obs.provider_task_id != row["provider_task_id"]
+    ):
+        # The modal call's answer named a new provider task: follow it, keep the old one (a
+        # lookup by it still finds the task; a late poll naming it is stale).
+        sets["provider_task_id"] = obs.provider_task_id
+        sets["previous_provider_task_id"] = row["provider_task_id"]
     return sets
+
+
+def merged_result(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> dict[str, Any]:
+    """The task's result once an observation carrying one applies: each field the observation
+    fills replaces the task's, and a field it leaves empty keeps what an earlier answer said (a
+    provider's two task shapes carry different fields: APIMart's `/v1/tasks` the expiry,
+    `/v1/midjourney` the buttons and the grid). Every field of `empty_result` is always there."""
+    merged: dict[str, Any] = {**empty_result(), **(before or {})}
+    for key, value in after.items():
+        if value is not None and value != [] and value != {}:
+            merged[key] = value
+    return merged
 
 
 def announcement(before: Status, after: Status) -> str:
@@ -264,6 +309,9 @@ def bounded_raw(raw: Any) -> str | None:
         text = raw if isinstance(raw, str) else orjson.dumps(raw, default=str).decode()
     except orjson.JSONEncodeError:
         text = orjson.dumps({"unserializable": True, "head": repr(raw)[:1024]}).decode()
+    if ";base64," in text:
+        # A provider echoing a base64 image (a mask, an image given inline) keeps no copy here.
+        text = _BASE64_DATA.sub(";base64,<omitted>", text)
     if len(text) > RAW_LIMIT:
         return orjson.dumps({"truncated": True, "size": len(text), "head": text[:1024]}).decode()
     return text

@@ -58,6 +58,10 @@ class TaskState:
     progress: int = 0
     modal_entered: bool = False
     provider_task_id: str | None = None
+    #: the provider task the task followed before a modal call's answer named a new one
+    previous_provider_task_id: str | None = None
+    #: a modal call is under way (claimed, its lease not run out): the MODAL timer yields
+    modal_call_live: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +102,12 @@ def decide(state: TaskState, obs: Observation) -> Decision:
         obs.provider_task_id
         and state.provider_task_id
         and obs.provider_task_id != state.provider_task_id
+        # The modal call's answer may name a new provider task (seed 000's example does): the
+        # task follows it from then on (`plan` records the old one).
+        and not (obs.modal_call and state.status is Status.MODAL)
     ):
+        if obs.provider_task_id == state.previous_provider_task_id:
+            return keep("stale", f"names the previous provider task {obs.provider_task_id!r}")
         return Decision(
             outcome="rejected",
             status=state.status,
@@ -130,6 +139,10 @@ def decide(state: TaskState, obs: Observation) -> Decision:
 
     if (state.status, new) not in ALLOWED:
         return keep("stale", f"{state.status} does not go back to {new}")
+    if state.status is Status.MODAL and obs.source == "timer" and state.modal_call_live:
+        # The call and the timer never both win: while a call is under way the timer yields;
+        # once the timer has ended the task, the call finds it not MODAL and is refused.
+        return keep("stale", "a modal call is under way: the MODAL timer yields to it")
     if state.status is Status.MODAL and new is Status.SUBMITTED and not obs.modal_call:
         return keep("stale", "only the modal call moves a MODAL task to SUBMITTED")
     if new is Status.MODAL and state.modal_entered:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+from urllib.parse import urlsplit
 
 from service.config import Settings
 from service.providers.base import Provider
@@ -16,10 +18,15 @@ def simulator_key(settings: Settings) -> str:
     return "sim_" + hmac.new(secret, b"jobhook.simulator", hashlib.sha256).hexdigest()[:32]
 
 
-def build_providers(settings: Settings, *, simulator_url: str | None) -> dict[str, Provider]:
+def build_providers(
+    settings: Settings, *, simulator_url: str | None, public_url: str | None = None
+) -> dict[str, Provider]:
     """Providers with a configured key, plus the embedded simulator's three wire formats:
     `simulator` (Apiframe's, signed webhooks), `simulator-apimart` (poll-only, MODAL) and
-    `simulator-vtrix` (unsigned callback hints)."""
+    `simulator-vtrix` (unsigned callback hints).
+
+    Apiframe takes only https:// webhook URLs (seed 004): with a `public_url` that is not
+    https, Apiframe's tasks are polled at its pace instead (`webhooks_off`)."""
     from service.providers.apiframe import ApiframeProvider
     from service.providers.apimart import ApimartProvider
     from service.providers.vtrix import VtrixProvider
@@ -32,9 +39,9 @@ def build_providers(settings: Settings, *, simulator_url: str | None) -> dict[st
     providers: dict[str, Provider] = {}
     key = simulator_key(settings)
     if simulator_url is not None:
-        providers["simulator"] = ApiframeProvider(
-            api_key=key, base_url=simulator_url, name="simulator"
-        )
+        simulator = ApiframeProvider(api_key=key, base_url=simulator_url, name="simulator")
+        simulator.webhooks_need_https = False  # a fake on loopback: http:// is all it needs
+        providers["simulator"] = simulator
         for wire in ("apimart", "vtrix"):
             name = f"simulator-{wire}"
             providers[name] = kinds[wire](api_key=key, base_url=simulator_url, name=name)
@@ -46,4 +53,29 @@ def build_providers(settings: Settings, *, simulator_url: str | None) -> dict[st
             providers[name] = kind(
                 api_key=settings.provider_keys[name], base_url=settings.provider_urls[name]
             )
+    apiframe = providers.get("apiframe")
+    if isinstance(apiframe, ApiframeProvider):
+        # A rehearsal against `jobhook simulator` on this machine takes http:// webhooks.
+        apiframe.webhooks_need_https = not _on_loopback(settings.provider_urls.get("apiframe"))
+        if public_url is not None and webhooks_off(settings, public_url):
+            apiframe.supports_callbacks = False
     return providers
+
+
+def webhooks_off(settings: Settings, public_url: str) -> bool:
+    """True when an enabled Apiframe cannot call jobhook back at `public_url`: it is not
+    https://, and Apiframe is not a rehearsal on this machine (JOBHOOK_APIFRAME_BASE_URL on
+    loopback: `jobhook simulator`, which takes http://)."""
+    if "apiframe" not in settings.provider_keys or public_url[:8].lower() == "https://":
+        return False
+    return not _on_loopback(settings.provider_urls.get("apiframe"))
+
+
+def _on_loopback(url: str | None) -> bool:
+    host = urlsplit(url or "").hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -8,9 +8,11 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import quote
 
+from service.domain.clock import parse_rfc3339, to_iso
 from service.domain.models import Observation, Result, Source, empty_result, task_error
 from service.domain.status import Status
 from service.errors import (
@@ -27,6 +29,8 @@ from service.providers.base import Parent, ProviderRequest, ProviderResponse, Su
 DEFAULT_BASE_URL: Final = "https://api.apiframe.ai"
 PROMPT_MAX_CHARS: Final = 2000
 MASK_MAX_BYTES: Final = 8 * 1024 * 1024
+#: "Results purged after 24 h (`expired: true`)" (../shared/providers/README.md, Apiframe).
+RESULTS_KEPT: Final = timedelta(hours=24)
 #: jobhook always subscribes to every event; polling stays the safety net.
 WEBHOOK_EVENTS: Final = ("progress", "completed", "failed")
 
@@ -68,6 +72,7 @@ _FIELDS: Final = {
 }
 _DATA_URL_RE: Final = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,")
 _HEX_SIG_RE: Final = re.compile(r"(?i:sha256=)?([0-9a-fA-F]{64})")
+_UUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def sign_body(api_key: str, body: bytes) -> str:
@@ -96,6 +101,10 @@ class ApiframeProvider(wire.Adapter):
     ) -> None:
         super().__init__(api_key=api_key, base_url=base_url, name=name)
         self._signing_key = _signing_key(api_key)
+        #: "webhookUrl: HTTPS URL" (seed 004): an http:// callback URL is never sent (the task
+        #: is polled instead). The embedded simulator, which speaks Apiframe's dialect on
+        #: loopback, takes http:// too.
+        self.webhooks_need_https = True
 
     def validate(
         self, action: str, params: Mapping[str, Any], parent: Parent | None
@@ -150,7 +159,9 @@ class ApiframeProvider(wire.Adapter):
         # Validating again is cheap and idempotent, and it keeps a bad body off the wire.
         cleaned = self.validate(action, params, parent)
         hooks: dict[str, Any] = {}
-        if callback_url:
+        if callback_url and (
+            callback_url[:8].lower() == "https://" or not self.webhooks_need_https
+        ):
             hooks = {"webhookUrl": callback_url, "webhookEvents": list(WEBHOOK_EVENTS)}
         if action == "imagine":
             body: dict[str, Any] = {"prompt": cleaned["prompt"], "model": "midjourney"}
@@ -298,7 +309,20 @@ def _result(body: Mapping[str, Any]) -> Result | None:
         result["grid_url"] = grid if isinstance(grid, str) and grid else None
     if has_credits:
         result["cost"] = {"credits": credits}
+    if result["images"]:
+        result["expires_at"] = _expires_at(body.get("completedAt"))
     return result
+
+
+def _expires_at(completed_at: Any) -> str | None:
+    """When a finished job's images go: Apiframe purges results RESULTS_KEPT after the job
+    completed (then `expired: true`); None without a readable `completedAt`."""
+    if not isinstance(completed_at, str):
+        return None
+    try:
+        return to_iso(parse_rfc3339(completed_at) + RESULTS_KEPT)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _error(response: ProviderResponse, body: dict[str, Any] | None) -> JobhookError:
@@ -335,9 +359,15 @@ def _prompt(value: Any, *, required: bool) -> str | None:
 
 
 def _parent_job_id(action: str, params: Mapping[str, Any], parent: Parent | None) -> str:
-    return check.parent_job_id(
+    job_id = check.parent_job_id(
         action, params, parent, key="parent_job_id", provider="Apiframe", job="an Apiframe job"
     )
+    # "parentJobId string (uuid)" (seed 004): anything else Apiframe refuses, after a round trip.
+    if not _UUID_RE.fullmatch(job_id):
+        if parent is not None:
+            raise ValidationFailed("parent_id", "the parent's Apiframe job id is not a uuid")
+        raise ValidationFailed("params.parent_job_id", "must be an Apiframe job id (a uuid)")
+    return job_id
 
 
 def _mask(value: Any) -> str:

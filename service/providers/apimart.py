@@ -4,10 +4,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
+from service.domain.clock import to_iso
 from service.domain.models import Observation, Result, empty_result, task_error
 from service.domain.numbers import whole_number
 from service.domain.status import Status
@@ -52,10 +55,21 @@ STATUS_MAP: Final[Mapping[str, Status]] = {
     "failed": Status.FAILURE,
     "cancelled": Status.CANCEL,
 }
+#: describe's numbered suggestions start with a keycap digit: 1️⃣ is "1", U+FE0F, U+20E3.
+_KEYCAP: Final = re.compile(r"(?:^|\n)[ \t]*[0-9]\ufe0f?\u20e3[ \t]*")
+#: At most this many prompts are kept of a describe (it writes four).
+MAX_PROMPTS: Final = 16
+#: An `expires_at` above this is in milliseconds (in seconds it would be past the year 5000).
+MILLISECONDS_FROM: Final = 100_000_000_000
 #: APIMart's own error codes in a body's `code`.
 CODE_VALIDATION: Final = 4
 CODE_NOT_FOUND: Final = 3
 _MODAL_KEYS: Final = ("task_id", "prompt", "mask_url", "speed", "metadata")
+#: The two documented ways to read a task: seed 002 reads every task at `/v1/midjourney/{id}`
+#: (buttons, grid, fail_reason); seed 000 says to poll a task after its modal call at
+#: `/v1/tasks/{id}`.
+MIDJOURNEY_QUERY: Final = "/v1/midjourney/"
+TASKS_QUERY: Final = "/v1/tasks/"
 
 
 def endpoint(action: str) -> str:
@@ -75,6 +89,13 @@ class ApimartProvider(wire.Adapter):
     #: APIMart answers 403 for another account's task: it will never become ours.
     forbidden_means_lost = True
     idempotent_submit = False
+
+    def __init__(
+        self, *, api_key: str, base_url: str | None = None, name: str | None = None
+    ) -> None:
+        super().__init__(api_key=api_key, base_url=base_url, name=name)
+        #: query shapes whose latest answer was a 404: the other one is asked first
+        self._unanswered: set[str] = set()
 
     def validate(
         self, action: str, params: Mapping[str, Any], parent: Parent | None
@@ -131,8 +152,24 @@ class ApimartProvider(wire.Adapter):
 
     def build_query(self, provider_task_id: str) -> ProviderRequest:
         # The midjourney shape carries buttons, the grid and fail_reason; /v1/tasks does not.
+        return self.query_requests(provider_task_id, after_modal=False)[0]
+
+    def query_requests(self, provider_task_id: str, *, after_modal: bool) -> list[ProviderRequest]:
+        """Both shapes, the documented one for this task first (`/v1/tasks` after the modal
+        call, else `/v1/midjourney`) unless its latest answer was a 404 and the other's not."""
+        shapes = [TASKS_QUERY, MIDJOURNEY_QUERY] if after_modal else [MIDJOURNEY_QUERY, TASKS_QUERY]
+        if shapes[0] in self._unanswered and shapes[1] not in self._unanswered:
+            shapes.reverse()
         # Quoted: the id came off the wire and must not steer the request to another path.
-        return self._request("GET", f"/v1/midjourney/{quote(provider_task_id, safe='')}", None)
+        quoted = quote(provider_task_id, safe="")
+        return [self._request("GET", shape + quoted, None) for shape in shapes]
+
+    def query_answered(self, request: ProviderRequest, *, found: bool) -> None:
+        shape = TASKS_QUERY if request.path.startswith(TASKS_QUERY) else MIDJOURNEY_QUERY
+        if found:
+            self._unanswered.discard(shape)
+        else:
+            self._unanswered.add(shape)
 
     def parse_query(self, response: ProviderResponse) -> Observation:
         body = wire.json_object(response.body)
@@ -217,32 +254,21 @@ def _observation(task: Mapping[str, Any], task_id: str, *, raw: Any) -> Observat
             if isinstance(code, str | int) and not isinstance(code, bool)
             else None,
         )
-    extra: dict[str, Any] = {}
-    action = task.get("action")
-    if isinstance(action, str):
-        extra["action"] = action
-    description = wire.text(task.get("description"))
-    if description or action == "DESCRIBE":
-        # describe answers in text (`description`, or `prompt` on older tasks).
-        extra["description"] = description or wire.text(task.get("prompt"))
-    result, expires_at = _result(task)
-    if expires_at is not None:
-        extra["expires_at"] = expires_at
     return Observation(
         status=status,
         source="poll",
         progress=_progress(task.get("progress")),
-        result=result,
+        result=_result(task),
         error=error,
         provider_task_id=task_id,
         raw=raw,
         detail=None if status else f"unknown APIMart status {raw_status!r}",
-        extra=extra,
     )
 
 
-def _result(task: Mapping[str, Any]) -> tuple[Result | None, int | None]:
-    """Images, grid, videos and buttons from whichever shape; None when there are none."""
+def _result(task: Mapping[str, Any]) -> Result | None:
+    """Images, grid, videos, buttons, describe's prompts and the URLs' expiry from whichever
+    shape; None when there is none of them."""
     nested = task.get("result")
     inner: Mapping[str, Any] = nested if isinstance(nested, Mapping) else {}
     images = _urls(task.get("image_urls"), inner.get("images"), inner.get("image_urls"))
@@ -258,20 +284,58 @@ def _result(task: Mapping[str, Any]) -> tuple[Result | None, int | None]:
     for button in _list(task.get("buttons")):
         if isinstance(button, Mapping) and wire.text(button.get("customId")):
             actions.append({"label": button.get("label"), "custom_id": button["customId"]})
-    expiries = [
+    prompts = describe_prompts(_describe_text(task, inner))
+    expires_at = _expires_at(
         item.get("expires_at")
         for key in ("images", "videos")
         for item in _list(inner.get(key))
         if isinstance(item, Mapping)
-    ]
-    stamps = [t for t in expiries if isinstance(t, int) and not isinstance(t, bool)]
-    expires_at = min(stamps) if stamps else None
-    if not (images or videos or grid or actions):
-        return None, expires_at
+    )
+    if not (images or videos or grid or actions or prompts or expires_at):
+        return None
     result = empty_result()
     result["images"], result["videos"] = images, videos
     result["grid_url"], result["actions"] = grid, actions
-    return result, expires_at
+    result["prompts"], result["expires_at"] = prompts, expires_at
+    return result
+
+
+def _describe_text(task: Mapping[str, Any], inner: Mapping[str, Any]) -> str | None:
+    """describe's answer: "The text result is in prompt / description of the query result"
+    (docs.apimart.ai .../midjourney/describe). `prompt` is only read on a DESCRIBE task (on any
+    other it is the client's prompt); `description` also on a task of no named action (the
+    `/v1/tasks` shape names none), never on another action's."""
+    action = task.get("action")
+    if action == "DESCRIBE":
+        return wire.text(task.get("description")) or wire.text(task.get("prompt"))
+    if action is None:
+        return wire.text(task.get("description")) or wire.text(inner.get("description"))
+    return None
+
+
+def describe_prompts(text: str | None) -> list[str]:
+    """describe's text as its prompts: "four numbered suggestions, separated by \\n and
+    prefixed with the digit emoji 1️⃣2️⃣3️⃣4️⃣" (docs.apimart.ai .../midjourney/describe). Text
+    without those marks is kept whole, as one prompt."""
+    if text is None:
+        return []
+    prompts = [part.strip() for part in _KEYCAP.split(text)]
+    return [prompt for prompt in prompts if prompt][:MAX_PROMPTS]
+
+
+def _expires_at(stamps: Iterable[Any]) -> str | None:
+    """The earliest `expires_at` (Unix seconds, as in examples/apimart.tasks.completed.json) as
+    RFC 3339; a value in milliseconds is read as such; anything else is not guessed at."""
+    moments = []
+    for stamp in stamps:
+        if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+            continue
+        seconds = stamp / 1000 if stamp > MILLISECONDS_FROM else stamp
+        try:
+            moments.append(datetime.fromtimestamp(seconds, UTC))
+        except (OverflowError, OSError, ValueError):
+            continue
+    return to_iso(min(moments)) if moments else None
 
 
 def _urls(*values: Any) -> list[str]:

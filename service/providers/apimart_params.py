@@ -13,16 +13,29 @@ from service.errors import ValidationFailed
 from service.providers import params as check
 from service.providers.base import Parent
 
-#: Masks (and images) APIMart takes are at most 12 MiB each.
+#: Masks (and images) APIMart takes are at most 12 MiB each ("≤ 12 MiB per image", seed 000;
+#: image_urls "≤ 12 MiB" on docs.apimart.ai .../midjourney/{blend,describe,video}).
 MASK_MAX_BYTES: Final = 12 * 1024 * 1024
+IMAGE_MAX_BYTES: Final = MASK_MAX_BYTES
 PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 PNG_DATA_PREFIX: Final = "data:image/png;base64,"
+#: Inline images in image_urls ("Image URLs or base64", docs.apimart.ai .../midjourney/imagine):
+#: the types Midjourney reads, each known by its first bytes, so the type named is the type sent.
+IMAGE_SIGNATURES: Final[Mapping[str, tuple[bytes, ...]]] = {
+    "png": (PNG_SIGNATURE,),
+    "jpeg": (b"\xff\xd8\xff",),
+    "webp": (b"RIFF",),
+    "gif": (b"GIF87a", b"GIF89a"),
+}
+_DATA_URL_RE: Final = re.compile(r"data:image/([a-z]+);base64,", re.IGNORECASE)
 SPEEDS: Final = frozenset({"relax", "fast", "turbo"})
 QUALITIES: Final = ("0.25", "0.5", "1", "2")
 DIMENSIONS: Final = frozenset({"SQUARE", "PORTRAIT", "LANDSCAPE"})
 #: Midjourney's seed range.
 SEED_MAX: Final = 4_294_967_295
-_VIDEO_TYPE_RE: Final = re.compile(r"vid_\d+\.\d+_i2v_(480|720)")
+#: "vid_1.1_i2v_480 | _720 | _start_end_480 | _start_end_720" (docs.apimart.ai
+#: .../midjourney/video: "only the video_type values listed above are supported").
+_VIDEO_TYPE_RE: Final = re.compile(r"vid_\d+\.\d+_i2v_(start_end_)?(480|720)")
 #: A reference given by code, not URL: a style number, `random`, a code with its `::weight`.
 _REF_CODE_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
@@ -130,29 +143,38 @@ def _task_id(field: str, value: Any) -> str:
 
 
 def _direction(field: str, value: Any) -> str:
+    # "direction: left / right / up / down" (docs.apimart.ai .../midjourney/pan).
     return check.direction(_name(field), value)
 
 
 def _video_type(field: str, value: Any) -> str:
     if not isinstance(value, str) or not _VIDEO_TYPE_RE.fullmatch(value.strip()):
-        raise ValidationFailed(_name(field), "must look like vid_1.1_i2v_480 or vid_1.1_i2v_720")
+        raise ValidationFailed(
+            _name(field),
+            "must be vid_1.1_i2v_480, vid_1.1_i2v_720, vid_1.1_i2v_start_end_480 or "
+            "vid_1.1_i2v_start_end_720",
+        )
     return value.strip()
 
 
 def _batch_size(field: str, value: Any) -> int:
-    # APIMart silently treats anything but 1, 2 or 4 as 1: refuse it instead.
+    # "batch_size: Must be 1 / 2 / 4, other values treated as 1; billed x N" (docs.apimart.ai
+    # .../midjourney/video): refused instead of silently becoming 1.
     if isinstance(value, bool) or not isinstance(value, int) or value not in (1, 2, 4):
         raise ValidationFailed(_name(field), "must be 1, 2 or 4")
     return value
 
 
 def _motion(field: str, value: Any) -> str:
+    # "motion: low / high; motion amount, no billing impact" (docs.apimart.ai .../video).
     if value not in ("low", "high"):
         raise ValidationFailed(_name(field), "must be low or high")
     return str(value)
 
 
 def _dimensions(field: str, value: Any) -> str:
+    # "dimensions: SQUARE (1:1) / PORTRAIT (2:3) / LANDSCAPE (3:2)" (docs.apimart.ai
+    # .../midjourney/blend).
     dimensions = value.strip().upper() if isinstance(value, str) else None
     if dimensions not in DIMENSIONS:
         raise ValidationFailed(_name(field), "must be SQUARE, PORTRAIT or LANDSCAPE")
@@ -164,18 +186,48 @@ def _url(field: str, value: Any) -> str:
 
 
 def _urls(low: int, high: int | None) -> Check:
+    """image_urls: each an http(s) URL, or an image inline as a base64 `data:` URL."""
     if high is None:
         count = "" if low == 0 else f"at least {low} "
     else:
         count = f"exactly {low} " if low == high else f"{low} to {high} "
-    message = f"must be a list of {count}http(s) URLs"
+    message = f"must be a list of {count}http(s) URLs or data:image/...;base64, images"
 
     def urls(field: str, value: Any) -> list[str]:
         if not isinstance(value, list) or len(value) < low or (high and len(value) > high):
             raise ValidationFailed(_name(field), message)
-        return [check.http_url(f"{_name(field)}[{n}]", url) for n, url in enumerate(value)]
+        return [_image(f"{_name(field)}[{n}]", url) for n, url in enumerate(value)]
 
     return urls
+
+
+def _image(field: str, value: Any) -> str:
+    if isinstance(value, str) and value.lstrip()[:5].lower() == "data:":
+        return image_base64(field, value)
+    return check.http_url(field, value)
+
+
+def image_base64(field: str, value: str) -> str:
+    """An inline image as APIMart takes it: `data:image/<png|jpeg|webp|gif>;base64,<payload>`
+    of at most 12 MiB whose bytes are the type it names. Whitespace is dropped; the messages
+    never quote the value."""
+    text = "".join(value.split())
+    match = _DATA_URL_RE.match(text)
+    kind = match.group(1).lower() if match else ""
+    kind = "jpeg" if kind == "jpg" else kind
+    if match is None or kind not in IMAGE_SIGNATURES:
+        raise ValidationFailed(
+            field, "an inline image must be data:image/(png|jpeg|webp|gif);base64,..."
+        )
+    payload = text[match.end() :]
+    decoded = check.base64_payload(field, payload, max_bytes=IMAGE_MAX_BYTES)
+    if not decoded or len(decoded) > IMAGE_MAX_BYTES:
+        raise ValidationFailed(field, "must decode to 1 byte .. 12 MiB")
+    if not decoded.startswith(IMAGE_SIGNATURES[kind]) or (
+        kind == "webp" and decoded[8:12] != b"WEBP"
+    ):
+        raise ValidationFailed(field, f"is not a {kind.upper()} image (its first bytes say so)")
+    return f"data:image/{kind};base64,{payload}"
 
 
 _common: dict[str, Check] = {"speed": _speed, "metadata": _object}

@@ -120,3 +120,32 @@ class ModalProvider(Provider, Protocol):
         """The provider accepted the modal call: an Observation with status SUBMITTED,
         source "api" and `modal_call=True` (the one move out of MODAL back to SUBMITTED)."""
         ...
+
+
+@runtime_checkable
+class QueryShapes(Protocol):
+    """A provider with more than one documented way to read a task (APIMart: `/v1/midjourney/
+    {id}` and `/v1/tasks/{id}`). The poller asks them in turn while one answers 404, and says
+    which answered, so the next poll starts with the one that works."""
+
+    def query_requests(self, provider_task_id: str, *, after_modal: bool) -> list[ProviderRequest]:
+        """The requests that read the task, in the order to try them (the documented one for
+        this task first, unless it has been found not to answer)."""
+        ...
+
+    def query_answered(self, request: ProviderRequest, *, found: bool) -> None:
+        """`request` was answered (`found`), or answered 404: remember for the next polls."""
+        ...
+
+
+@runtime_checkable
+class CancelProvider(Provider, Protocol):
+    """A provider that documents a way to cancel a task. None of APIMart, Apiframe and Vtrix
+    does (../shared/providers/README.md): their tasks end CANCEL in jobhook only."""
+
+    def build_cancel(self, provider_task_id: str) -> ProviderRequest: ...
+
+    def parse_cancel(self, response: ProviderResponse) -> bool:
+        """True when the provider confirmed the cancellation; raises `ProviderRejected` (it
+        refused) or `ProviderUnavailable` (429, 5xx, garbage)."""
+        ...

@@ -33,7 +33,7 @@ MAX_ID_CHARS: Final = 128
 
 def bounded(params: Mapping[str, Any], *, prefix: str = "params.") -> None:
     """jobhook's own bounds on any request's params, before any provider's: a string (but a
-    base64 image) at most MAX_TEXT_CHARS, a list at most MAX_ITEMS scalars, an object
+    base64 image) at most MAX_TEXT_CHARS, a list at most MAX_ITEMS scalars or objects, an object
     (`metadata`) at most MAX_OBJECT_BYTES of JSON, and all of it, base64 images aside,
     MAX_PARAMS_BYTES. What is stored with a task, and sent in each webhook about it, stays small.
     """
@@ -49,8 +49,16 @@ def bounded(params: Mapping[str, Any], *, prefix: str = "params.") -> None:
             if len(value) > MAX_ITEMS:
                 raise ValidationFailed(field, f"must have at most {MAX_ITEMS} items")
             for n, item in enumerate(value):
+                if isinstance(item, dict):  # Vtrix's mask_areas: {width, height, points}
+                    if len(orjson.dumps(item)) > MAX_OBJECT_BYTES:
+                        raise ValidationFailed(
+                            f"{field}[{n}]", f"must be at most {MAX_OBJECT_BYTES} bytes of JSON"
+                        )
+                    continue
                 if not isinstance(item, str | int | float):
-                    raise ValidationFailed(f"{field}[{n}]", "must be a string or a number")
+                    raise ValidationFailed(
+                        f"{field}[{n}]", "must be a string, a number or an object"
+                    )
                 if isinstance(item, str) and not (name in IMAGE_FIELDS and _is_data(item)):
                     _text_bound(f"{field}[{n}]", item)
             counted = [v for v in value if not (name in IMAGE_FIELDS and _is_data(v))]

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
+import orjson
+
 from service.domain.models import Observation, Result, Source, TaskError, empty_result, task_error
 from service.domain.numbers import whole_number
 from service.domain.status import Status
@@ -59,6 +61,8 @@ CODE_MESSAGES: Final[Mapping[str, str]] = {
     "004006099": "Service unavailable",
 }
 UNAVAILABLE_CODE: Final = "004006099"
+#: The largest `metadata` kept in a task's result, in bytes of JSON (as params' objects).
+METADATA_MAX_BYTES: Final = 16 * 1024
 #: Which jobhook field a Vtrix validation code is about (masks: mask_url or mask_areas, unknown).
 _CODE_FIELDS: Final = {
     "004006001": "parent_id",
@@ -226,11 +230,16 @@ def _progress(value: Any) -> int | None:
 
 
 def _result(task: Mapping[str, Any]) -> Result | None:
-    """`output[].content[]` by type (image, video) and `usage` as cost; None if neither."""
-    output, usage = task.get("output"), task.get("usage")
-    if not isinstance(output, list) and not isinstance(usage, Mapping):
+    """`output[].content[]` by type (image, video), `usage` as cost and a non-empty `metadata`
+    as provider_metadata; None if none of them."""
+    output, usage, metadata = task.get("output"), task.get("usage"), task.get("metadata")
+    if not isinstance(metadata, Mapping) or not metadata:
+        metadata = None
+    if not isinstance(output, list) and not isinstance(usage, Mapping) and metadata is None:
         return None
     result = empty_result()
+    if metadata is not None:
+        result["provider_metadata"] = _bounded_metadata(metadata)
     for item in output if isinstance(output, list) else ():
         content = item.get("content") if isinstance(item, Mapping) else None
         for part in content if isinstance(content, list) else ():
@@ -250,6 +259,15 @@ def _result(task: Mapping[str, Any]) -> Result | None:
         usd = cost if isinstance(cost, str) else None
         result["cost"] = {"usd": usd, "discount": usage.get("discount")}
     return result
+
+
+def _bounded_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Vtrix's `metadata` as it sent it, if it is small (it rides in every webhook about the
+    task); a larger one is replaced by a note of its size."""
+    size = len(orjson.dumps(metadata, default=str))
+    if size > METADATA_MAX_BYTES:
+        return {"omitted": f"{size} bytes of JSON, more than {METADATA_MAX_BYTES}"}
+    return dict(metadata)
 
 
 def _failure(error: Any) -> TaskError:

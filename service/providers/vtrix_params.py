@@ -23,7 +23,7 @@ MODELS: Final[Mapping[str, str]] = {
 PROMPT_MAX_CHARS: Final = 8192
 AREA_MIN: Final = 500
 AREA_MAX: Final = 4096
-#: "at least 6 coordinate values (3 points)".
+#: "at least 6 coordinate values (3 points)" (seed 003): x, y pairs.
 AREA_MIN_POINTS: Final = 6
 
 # Only midjourney_inpaint has a published page. Its siblings get the same fields (parent, image,
@@ -36,7 +36,6 @@ _PARAMS: Final[Mapping[str, frozenset[str]]] = {
     "remix": _COMMON,
     "uploadpaint": _COMMON | _MASKS,
 }
-_PROMPT_REQUIRED: Final = frozenset({"inpaint", "remix"})
 _MASK_REQUIRED: Final = frozenset({"inpaint", "uploadpaint"})
 _AREA_KEYS: Final = frozenset({"width", "height", "points"})
 
@@ -59,9 +58,9 @@ def validate(action: str, params: Mapping[str, Any], parent: Parent | None) -> d
     cleaned["index"] = check.whole(
         "params.index", params.get("index"), 1, 4, wording="is required:"
     )
-    prompt = check.prompt(
-        params.get("prompt"), required=action in _PROMPT_REQUIRED, max_chars=PROMPT_MAX_CHARS
-    )
+    # remixPrompt is optional ("length must be between 1-8192 characters" when given; seed
+    # 003 marks model, jobId, imageNo and mask required, not it): a blank one is left out.
+    prompt = check.prompt(params.get("prompt"), required=False, max_chars=PROMPT_MAX_CHARS)
     if prompt is not None:
         cleaned["prompt"] = prompt
     mask_url, areas = params.get("mask_url"), params.get("mask_areas")
@@ -117,6 +116,9 @@ def _area(n: int, area: Any) -> dict[str, Any]:
         raise ValidationFailed(
             f"{field}.points", f"must be a list of at least {AREA_MIN_POINTS} numbers"
         )
+    # "coordinate values (3 points)": x, y pairs, so an odd count is half a point short.
+    if len(points) % 2:
+        raise ValidationFailed(f"{field}.points", "must be x, y pairs: an even count of numbers")
     return {**sides, "points": list(points)}
 
 

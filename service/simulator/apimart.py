@@ -3,6 +3,13 @@ then the modal call, or CANCEL after the timeout), both task shapes, Bearer auth
 `{"code", "msg"}` errors. APIMart sends no callbacks: clients poll.
 
 `/v1/tasks/{id}` has no MODAL in its vocabulary; a MODAL task shows there as `pending`.
+
+Where APIMart's docs allow two readings the simulator does both, picked by a prompt marker or a
+fault switch (service/simulator/faults.py): `[newid]` / `modal_new_id` answers the modal call
+with a new task id, as seed 000's example does (the old id then stays SUBMITTED for good: only
+the new one runs); `[pollmodal]` / `modal_by_poll` answers an inpaint or a CustomZoom
+`submitted` and moves it to MODAL a step later, so only polling sees it (seed 002's state
+machine). A zoom by a `MJ::CustomZoom::` button enters MODAL like an inpaint (seed 002).
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ TASK_STATUS: Final = {
 }
 FAIL_MARK: Final = "[fail]"
 NEVER_MARK: Final = "[never]"
+NEW_ID_MARK: Final = "[newid]"
+MODAL_BY_POLL_MARK: Final = "[pollmodal]"
+CUSTOM_ZOOM: Final = "MJ::CustomZoom::"
 FAIL_REASON: Final = "Job failed: the prompt was flagged by moderation; credits refunded"
 CANCEL_REASON: Final = "no modal call within 30 minutes: cancelled and refunded"
 #: APIMart cancels a task left in MODAL this long.
@@ -63,7 +73,7 @@ _RANGES: Final = {
 #: How many image_urls each action takes: (at least, at most).
 _IMAGE_COUNTS: Final = {"video": (1, 1), "describe": (1, 4), "blend": (2, 4), "edits": (1, 10)}
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_VIDEO_TYPE_RE: Final = re.compile(r"vid_\d+\.\d+_i2v_(480|720)")
+_VIDEO_TYPE_RE: Final = re.compile(r"vid_\d+\.\d+_i2v_(start_end_)?(480|720)")
 _PNG_PREFIX: Final = "data:image/png;base64,"
 _PANS: Final = ("left", "right", "up", "down")
 
@@ -257,9 +267,14 @@ class ApimartSimulator:
             # APIMart treats a batch_size other than 1, 2 or 4 as 1.
             batch_size=batch if batch in (2, 4) and not isinstance(batch, bool) else 1,
         )
-        if action == "inpaint":
-            self.jobs[job.id] = dataclasses.replace(job, status="MODAL", progress=15)
-            self._modal_timers[job.id] = self._sim.spawn(self._expire_modal(job.id))
+        custom_id = body.get("custom_id")
+        zoom_by_button = action == "zoom" and str(custom_id or "").startswith(CUSTOM_ZOOM)
+        if action == "inpaint" or zoom_by_button:
+            if MODAL_BY_POLL_MARK in prompt or self._sim.faults.modal_by_poll:
+                self.jobs[job.id] = dataclasses.replace(job, status="SUBMITTED", progress=5)
+                self._sim.spawn(self._enter_modal(job.id))
+                return _submitted(job.id)
+            self._enter_modal_now(job)
             return JSONResponse({"task_id": job.id, "status": "modal", "model": "midjourney"})
         self.jobs[job.id] = job
         self._sim.spawn(self._run(job.id))
@@ -285,8 +300,13 @@ class ApimartSimulator:
         if timer is not None:
             timer.cancel()
         self._set(job.id, status="SUBMITTED", progress=20, prompt=prompt or job.prompt)
-        self._sim.spawn(self._run(job.id, after_modal=True))
-        return _submitted(job.id)
+        run_id = job.id
+        if NEW_ID_MARK in (prompt or job.prompt) or self._sim.faults.modal_new_id:
+            # Seed 000's example: the answer names another task, which is the one that runs.
+            run_id = self._new_id()
+            self.jobs[run_id] = dataclasses.replace(self.jobs[job.id], id=run_id)
+        self._sim.spawn(self._run(run_id, after_modal=True))
+        return _submitted(run_id)
 
     async def _run(self, job_id: str, *, after_modal: bool = False) -> None:
         """SUBMITTED 10%, IN_PROGRESS 40/70/99%, then SUCCESS or FAILURE: a clock step apiece."""
@@ -312,6 +332,16 @@ class ApimartSimulator:
             return
         self._set(job_id, status="SUCCESS", progress=100, finish_time=_now_ms(), **_outputs(job))
 
+    def _enter_modal_now(self, job: ApimartJob) -> None:
+        """MODAL 15%, waiting for the modal call; cancelled if none comes in time."""
+        self.jobs[job.id] = dataclasses.replace(job, status="MODAL", progress=15)
+        self._modal_timers[job.id] = self._sim.spawn(self._expire_modal(job.id))
+
+    async def _enter_modal(self, job_id: str) -> None:
+        """Answered `submitted`: MODAL a clock step later, found only by polling."""
+        await self._sim.tick()
+        self._enter_modal_now(self.jobs[job_id])
+
     async def _expire_modal(self, job_id: str) -> None:
         for _ in range(self.modal_timeout_steps):
             await self._sim.tick()
@@ -336,8 +366,14 @@ def _outputs(job: ApimartJob) -> dict[str, Any]:
         )
         return {"video_urls": videos}
     if job.action == "describe":
-        ideas = ("a softly lit studio photo", "a watercolor study", "a wide cinematic shot")
-        lines = [f"{n}) {idea} of the subject --ar 1:1" for n, idea in enumerate(ideas, 1)]
+        # As documented: four suggestions, one a line, each after a keycap digit (1️⃣..4️⃣).
+        ideas = (
+            "a softly lit studio photo",
+            "a watercolor study",
+            "a wide cinematic shot",
+            "a macro close-up",
+        )
+        lines = [f"{n}\ufe0f\u20e3 {idea}, the subject --ar 1:1" for n, idea in enumerate(ideas, 1)]
         return {"description": "\n".join(lines)}
     tag = hashlib.sha256(job.id.encode()).hexdigest()[:12]
     if job.action == "upscale":
@@ -349,6 +385,7 @@ def _outputs(job: ApimartJob) -> dict[str, Any]:
             ("Zoom Out 1.5x", f"MJ::Outpaint::75::1::{tag}::SOLO"),
         ]
         buttons += [(f"Pan {d.title()}", f"MJ::JOB::pan_{d}::1::{tag}::SOLO") for d in _PANS]
+        buttons.append(("Custom Zoom", f"{CUSTOM_ZOOM}{tag}"))
         return {"image_urls": (f"{job.base_url}images/{job.id}-1.png",), "buttons": tuple(buttons)}
     buttons = [(f"U{n}", f"MJ::JOB::upsample::{n}::{tag}") for n in range(1, 5)]
     buttons += [(f"V{n}", f"MJ::JOB::variation::{n}::{tag}") for n in range(1, 5)]
@@ -381,8 +418,8 @@ def _check(action: str, body: dict[str, Any]) -> str | None:
     if urls is not None or least:
         if not isinstance(urls, list) or not least <= len(urls) <= most:
             return f"{action} takes {least} to {most} image_urls"
-        if not all(_is_url(url) for url in urls):
-            return "image_urls must be http(s) URLs"
+        if not all(_is_url(url) or _is_inline_image(url) for url in urls):
+            return "image_urls must be http(s) URLs or base64 images of at most 12 MiB"
     if action == "video":
         video_type = body.get("video_type")
         if video_type is not None and not (
@@ -431,6 +468,21 @@ def _check_mask_url(value: Any) -> str | None:
     if not decoded or len(decoded) > MASK_MAX_BYTES:
         return "mask must be 1 byte to 12 MiB"
     return None
+
+
+def _is_inline_image(value: Any) -> bool:
+    """`data:image/<type>;base64,<payload>`: valid base64 of 1 byte to 12 MiB."""
+    match = re.match(r"data:image/[a-z]+;base64,", value) if isinstance(value, str) else None
+    if match is None:
+        return False
+    payload = value[match.end() :]
+    if len(payload) // 4 * 3 > MASK_MAX_BYTES + 2:
+        return False
+    try:
+        decoded = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return 0 < len(decoded) <= MASK_MAX_BYTES
 
 
 def _button_index(custom_id: Any) -> int:

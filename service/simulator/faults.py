@@ -4,6 +4,13 @@ hangs) taken by the next matching requests, and callback faults per job or for a
 API faults are counters: `faults.rate_limit = 2` answers the next two provider requests with
 429. Callback faults come from prompt markers (`[dup]`, `[reorder]`, `[delay=S]`, `[drop]`,
 `[malformed]`) or from `faults.callbacks` (the same names, e.g. `{"dup", "delay=0.5"}`).
+
+Where a provider's docs allow two readings, a switch picks the other one (APIMart, also by
+prompt marker): `modal_new_id` (`[newid]`) answers the modal call with a new task id, as seed
+000's example does; `modal_by_poll` (`[pollmodal]`) answers an inpaint (or a CustomZoom)
+`submitted` and lets it reach MODAL a moment later, seen only by polling. `missing_paths`
+answers GETs under those paths 404, as if the route did not exist (a task query shape that a
+deployment does not serve).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -43,6 +50,9 @@ _SETTINGS: Final = frozenset(
         "path_prefix",
         "callbacks",
         "query_delay",
+        "modal_new_id",
+        "modal_by_poll",
+        "missing_paths",
     }
 )
 
@@ -102,6 +112,13 @@ class Faults:
         self.injected: Counter[str] = Counter()
         #: seconds every GET of a provider route takes (widens the window `overlaps` watches)
         self.query_delay = 0.0
+        #: APIMart's modal call answers with a new task id (seed 000's example), for every task
+        self.modal_new_id = False
+        #: APIMart's inpaint / CustomZoom answers `submitted` and reaches MODAL only later
+        self.modal_by_poll = False
+        #: path prefixes (inside the simulator) whose GETs are answered 404, as if no such
+        #: route existed
+        self.missing_paths: tuple[str, ...] = ()
         #: GETs of one path (one job) that arrived while another GET of it was being answered:
         #: two clients polling one task at once. A cluster's workers should never do that.
         self.overlaps = 0
@@ -154,6 +171,18 @@ class Faults:
             if prefix is not None and not (isinstance(prefix, str) and prefix.startswith("/")):
                 raise ValueError("path_prefix must be null or a path starting with /")
             changes["path_prefix"] = prefix or None
+        for name in ("modal_new_id", "modal_by_poll"):
+            if name in settings:
+                if not isinstance(settings[name], bool):
+                    raise ValueError(f"{name} must be true or false")
+                changes[name] = settings[name]
+        if "missing_paths" in settings:
+            paths = settings["missing_paths"]
+            if not isinstance(paths, list) or not all(
+                isinstance(p, str) and p.startswith("/") for p in paths
+            ):
+                raise ValueError("missing_paths must be a list of paths starting with /")
+            changes["missing_paths"] = tuple(paths)
         if "callbacks" in settings:
             names = settings["callbacks"]
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -175,6 +204,9 @@ class Faults:
             "injected": dict(self.injected),
             "query_delay": self.query_delay,
             "overlaps": self.overlaps,
+            "modal_new_id": self.modal_new_id,
+            "modal_by_poll": self.modal_by_poll,
+            "missing_paths": list(self.missing_paths),
         }
 
 
@@ -194,8 +226,13 @@ class FaultGate:
         route, full = _route(self.sim.app.router.routes, scope)
         template = getattr(route, "path", None)
         self.sim.request_counts[f"{scope['method']} {template or 'unmatched'}"] += 1
-        kind = self.sim.faults.take(_inner_path(scope)) if full else None
         faults = self.sim.faults
+        missing = faults.missing_paths and scope["method"] == "GET"
+        if full and missing and _inner_path(scope).startswith(faults.missing_paths):
+            faults.injected["missing_path"] += 1
+            await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
+            return
+        kind = faults.take(_inner_path(scope)) if full else None
         if kind == "rate_limit":
             retry_after = f"{faults.retry_after:g}"
             body = {"code": 429, "msg": "rate limit exceeded", "error": "Too many requests"}

@@ -87,6 +87,9 @@ class PollClaim:
     attempts: int
     #: when the poll was due (epoch seconds): how late it runs is measured against it
     due_at: float = 0.0
+    #: the task has been through MODAL and left it (its modal call was made): APIMart's docs
+    #: say to poll such a task at another endpoint
+    after_modal: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,10 +9,8 @@ from typing import Any
 
 import orjson
 
+from service.domain.models import MODAL_CALL_LEASE as MODAL_CALL_LEASE
 from service.store.base import DeliveryClaim
-
-#: A modal call's claim lasts this long (longer than the provider request may take).
-MODAL_CALL_LEASE = 60.0
 
 #: After a rotation the old secret keeps signing (beside the new one) this long.
 ROTATION_OVERLAP = 24 * 3600.0

@@ -85,6 +85,7 @@ def _poll_claim(r: Any) -> PollClaim:
         status=Status(r["status"]),
         attempts=r["poll_attempts"],
         due_at=r["next_poll_at"],
+        after_modal=bool(r["modal_entered"]) and r["status"] != Status.MODAL,
     )
 
 

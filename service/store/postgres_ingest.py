@@ -84,6 +84,7 @@ def _change_values(task_id: str, change: Change, snapshot: Snapshot) -> dict[str
         "error": columns["error"],
         "finished_at": columns["finished_at"],
         "provider_task_id": columns["provider_task_id"],
+        "previous_provider_task_id": columns["previous_provider_task_id"],
         "status_since": columns["status_since"],
         "next_poll_at": columns["next_poll_at"],
         "poll_attempts": columns["poll_attempts"],

@@ -93,7 +93,8 @@ WITH new_event AS (
            result = :result, params = :params, error = :error, finished_at = :finished_at,
            provider_task_id = :provider_task_id, status_since = :status_since,
            next_poll_at = :next_poll_at, poll_attempts = :poll_attempts,
-           poll_lease_until = :poll_lease_until
+           poll_lease_until = :poll_lease_until,
+           previous_provider_task_id = :previous_provider_task_id
     WHERE :write_task::bool AND id = :task_id AND version = :old_version
     RETURNING 1
 ), outbox_rows AS (
@@ -140,7 +141,7 @@ WHERE id IN (
     LIMIT :limit
     FOR NO KEY UPDATE SKIP LOCKED
 )
-RETURNING id, provider, provider_task_id, status, poll_attempts, next_poll_at;
+RETURNING id, provider, provider_task_id, status, poll_attempts, next_poll_at, modal_entered;
 
 -- name: next_poll_due
 SELECT min(greatest(next_poll_at, coalesce(poll_lease_until, 0))) FROM tasks
@@ -166,15 +167,27 @@ WHERE id = :id AND status = 'MODAL'
 UPDATE tasks SET modal_call_at = NULL WHERE id = :id;
 
 -- Each unfinished task at a random point of the spread. The rows are locked in id order, so two
--- workers starting at once cannot deadlock on them.
+-- workers starting at once cannot deadlock on them; then each is found again by its id (an
+-- array, not a join, which the planner may make a hash join over every task, finished or not).
 -- name: reschedule_unfinished
 UPDATE tasks SET next_poll_at = least(coalesce(next_poll_at, :now), :now + random() * :spread)
-WHERE id IN (SELECT id FROM tasks WHERE finished_at IS NULL AND provider_task_id IS NOT NULL
-             ORDER BY id FOR NO KEY UPDATE);
+WHERE id = ANY (ARRAY(SELECT id FROM tasks WHERE finished_at IS NULL
+                      AND provider_task_id IS NOT NULL ORDER BY id FOR NO KEY UPDATE));
 
+-- A task by jobhook id, provider task id, or the provider task it followed before a modal call
+-- named a new one (the newest, should several match): three index lookups, then the owner
+-- filter (`owner` NULL: any owner). Not `id = :ref OR provider_task_id = :ref OR ...`, which the
+-- planner may make a walk back through every task until one matches (it did, on a database not
+-- yet analyzed: tests/integration/test_query_plans_postgres.py).
 -- name: get_task
-SELECT * FROM tasks
-WHERE (id = :ref OR provider_task_id = :ref) AND (:owner::text IS NULL OR owner = :owner)
+SELECT * FROM (
+    SELECT * FROM tasks WHERE id = :ref
+    UNION ALL
+    SELECT * FROM tasks WHERE provider_task_id = :ref
+    UNION ALL
+    SELECT * FROM tasks WHERE previous_provider_task_id = :ref
+) found
+WHERE :owner::text IS NULL OR owner = :owner
 ORDER BY id DESC LIMIT 1;
 
 -- An owner's tasks, newest first, below a cursor (page one passes one above every id). The
@@ -213,18 +226,33 @@ SELECT (SELECT count(*) FROM tasks WHERE finished_at IS NULL AND next_poll_at <=
           AND provider_task_id IS NOT NULL)
      + (SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at <= :now);
 
+-- Tasks by provider and status: finished ones from the counters the triggers of migration 0002
+-- keep (each spread over a few slots), unfinished ones counted in their partial index
+-- (tasks_unfinished_provider: the working set, never the finished history).
 -- name: stats_tasks
-SELECT provider, status, count(*)::int AS n FROM tasks GROUP BY provider, status;
+SELECT provider, status, sum(n)::int AS n FROM task_counts
+GROUP BY provider, status HAVING sum(n) > 0
+UNION ALL
+SELECT provider, status, count(*)::int FROM tasks WHERE finished_at IS NULL
+GROUP BY provider, status;
 
+-- Polls due now (an index range of tasks_poll_due), and the age of the oldest unfinished task
+-- (the first entry of tasks_unfinished_created).
 -- name: stats_due
 SELECT (SELECT count(*) FROM tasks WHERE finished_at IS NULL AND next_poll_at <= :now
           AND provider_task_id IS NOT NULL)::int AS polls_due,
        (SELECT extract(epoch FROM now() - min(created_at)::timestamptz) FROM tasks
         WHERE finished_at IS NULL)::float8 AS oldest;
 
+-- Deliveries not delivered, by status, from the counters; how many pending ones are due now
+-- (an index range of outbox_due).
 -- name: stats_outbox
-SELECT status, count(*)::int AS n, count(*) FILTER (WHERE next_attempt_at <= :now)::int AS due
-FROM outbox WHERE status <> 'delivered' GROUP BY status;
+SELECT status, sum(n)::int AS n,
+       CASE WHEN status = 'pending' THEN
+         (SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at <= :now)::int
+       ELSE 0 END AS due
+FROM delivery_counts WHERE status <> 'delivered'
+GROUP BY status HAVING sum(n) > 0;
 
 -- The store can take writes: a primary, not a read-only replica or transaction.
 -- name: writable
@@ -272,33 +300,45 @@ RETURNING *;
 -- unexpired leases of every process (and this process's own attempts, `inflight_*`, should a
 -- lease have run out under one). Runs under advisory_lock (all processes take turns), so no two
 -- claims count the same leases twice; SKIP LOCKED passes over a row whose result is being
--- written.
+-- written. Bounded work whatever the backlog: the URLs with pending rows are found by skipping
+-- through outbox_pending_url (one probe per receiver), per URL at most per_url due rows are read
+-- from it in due order, its leases counted in outbox_leased; a row is first of its task and
+-- subscriber when its sequence is the least pending one (a probe of outbox_pending_order).
 -- name: claim_deliveries
-WITH busy AS (
-    SELECT url, count(*)::int AS n FROM outbox
-    WHERE status = 'pending' AND lease_until > :now
-    GROUP BY url
+WITH RECURSIVE urls AS (
+    (SELECT url FROM outbox WHERE status = 'pending' ORDER BY url LIMIT 1)
+    UNION ALL
+    SELECT (SELECT o.url FROM outbox o WHERE o.status = 'pending' AND o.url > urls.url
+            ORDER BY o.url LIMIT 1)
+    FROM urls WHERE urls.url IS NOT NULL
 ), mine AS (
     SELECT * FROM unnest(:inflight_urls::text[], :inflight_counts::int[]) AS m (url, n)
 ), due AS (
-    SELECT o.id, o.url, o.next_attempt_at,
-           row_number() OVER (PARTITION BY o.url ORDER BY o.next_attempt_at) AS rank
-    FROM outbox o
-    WHERE o.status = 'pending' AND o.next_attempt_at <= :now
-      AND (o.lease_until IS NULL OR o.lease_until <= :now)
-      AND NOT EXISTS (SELECT 1 FROM outbox e
-                      WHERE e.task_id = o.task_id AND e.subscriber = o.subscriber
-                        AND e.status = 'pending' AND e.sequence < o.sequence)
+    SELECT d.id, d.url, d.next_attempt_at,
+           row_number() OVER (PARTITION BY d.url ORDER BY d.next_attempt_at) AS rank,
+           (SELECT count(*) FROM outbox b
+            WHERE b.status = 'pending' AND b.url = urls.url AND b.lease_until > :now)::int
+               AS busy
+    FROM urls CROSS JOIN LATERAL (
+        SELECT c.id, c.url, c.next_attempt_at FROM outbox c
+        WHERE c.status = 'pending' AND c.url = urls.url AND c.next_attempt_at <= :now
+          AND (c.lease_until IS NULL OR c.lease_until <= :now)
+          AND c.sequence = (SELECT min(e.sequence) FROM outbox e
+                            WHERE e.task_id = c.task_id AND e.subscriber = c.subscriber
+                              AND e.status = 'pending')
+        ORDER BY c.url, c.next_attempt_at  -- outbox_pending_url's order: one range per URL
+        LIMIT :per_url
+    ) d
+    WHERE urls.url IS NOT NULL
 ), chosen AS (
     SELECT due.id FROM due
     WHERE rank <= :per_url - greatest(
-        coalesce((SELECT n FROM busy WHERE busy.url = due.url), 0),
-        coalesce((SELECT sum(n) FROM mine WHERE mine.url = due.url), 0))
+        busy, coalesce((SELECT sum(n) FROM mine WHERE mine.url = due.url), 0))
     ORDER BY next_attempt_at
     LIMIT :limit
 ), locked AS (
     SELECT id FROM outbox
-    WHERE id IN (SELECT id FROM chosen) AND status = 'pending'
+    WHERE id = ANY (ARRAY(SELECT id FROM chosen)) AND status = 'pending'
       AND (lease_until IS NULL OR lease_until <= :now)
     FOR NO KEY UPDATE SKIP LOCKED
 ), claimed AS (

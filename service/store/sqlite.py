@@ -234,6 +234,7 @@ def _claim_due_polls(
             status=Status(r["status"]),
             attempts=r["poll_attempts"],
             due_at=r["next_poll_at"],
+            after_modal=bool(r["modal_entered"]) and r["status"] != Status.MODAL,
         )
         for r in rows
     ]

@@ -81,7 +81,8 @@ UPDATE tasks SET status = :status, progress = :progress, modal_entered = :modal_
        params = :params, error = :error, finished_at = :finished_at,
        provider_task_id = :provider_task_id, status_since = :status_since,
        next_poll_at = :next_poll_at, poll_attempts = :poll_attempts,
-       poll_lease_until = :poll_lease_until
+       poll_lease_until = :poll_lease_until,
+       previous_provider_task_id = :previous_provider_task_id
 WHERE id = :id AND version = :old_version;
 
 -- name: insert_outbox
@@ -108,7 +109,7 @@ UPDATE tasks SET poll_lease_until = :lease_until WHERE id IN (
       AND (poll_lease_until IS NULL OR poll_lease_until <= :now)
       AND provider NOT IN (SELECT value FROM json_each(:skip))
     ORDER BY next_poll_at LIMIT :limit)
-RETURNING id, provider, provider_task_id, status, poll_attempts, next_poll_at;
+RETURNING id, provider, provider_task_id, status, poll_attempts, next_poll_at, modal_entered;
 
 -- The first entry of tasks_poll_ready: when a task is next due and not leased.
 -- name: next_poll_due
@@ -155,16 +156,20 @@ SELECT 1;
 
 -- == Reading tasks ================================================================================
 
--- A task by jobhook id or provider task id (the newest, should both match): two index lookups,
--- then the owner filter (`owner` NULL: any owner). Not `id = :ref OR provider_task_id = :ref`,
--- which SQLite may plan as a walk through the owner's tasks.
+-- A task by jobhook id or provider task id (the newest, should both match; also the provider
+-- task a task followed before a modal call named a new one): three index lookups, then the
+-- owner filter (`owner` NULL: any owner). Not `id = :ref OR provider_task_id = :ref`, which
+-- SQLite may plan as a walk through the owner's tasks.
 -- name: get_task
 SELECT * FROM tasks WHERE id = (
     SELECT max(id) FROM (
         SELECT id FROM tasks WHERE id = :ref AND (:owner IS NULL OR owner = :owner)
         UNION ALL
         SELECT id FROM tasks
-        WHERE provider_task_id = :ref AND (:owner IS NULL OR owner = :owner)));
+        WHERE provider_task_id = :ref AND (:owner IS NULL OR owner = :owner)
+        UNION ALL
+        SELECT id FROM tasks
+        WHERE previous_provider_task_id = :ref AND (:owner IS NULL OR owner = :owner)));
 
 -- A page of an owner's tasks, newest first: this head, the fragment of each filter given (see
 -- SQLiteStore.list_tasks), then list_tasks_end.
@@ -292,20 +297,37 @@ WHERE subscriber = :subscriber AND status = 'pending';
 -- Lease due deliveries. Per task and subscriber only the earliest pending row is due, so a later
 -- event is never delivered before an earlier one; per receiving URL at most :per_url are in
 -- flight, counting :inflight (a JSON object: URL -> this process's attempts under way).
+-- Bounded work whatever the backlog: the distinct URLs with pending rows are found by skipping
+-- through outbox_pending_url (one probe per receiver), and per URL at most :per_url due rows are
+-- read from it in due order; a row is first of its task and subscriber when its sequence is the
+-- least pending one (a probe of outbox_pending_order).
 -- name: claim_due_deliveries
-WITH busy AS (SELECT key AS url, value AS n FROM json_each(:inflight)),
+WITH RECURSIVE urls(url) AS (
+    SELECT (SELECT min(url) FROM outbox WHERE status = 'pending')
+    UNION ALL
+    SELECT (SELECT min(o.url) FROM outbox o WHERE o.status = 'pending' AND o.url > urls.url)
+    FROM urls WHERE urls.url IS NOT NULL
+),
+candidates AS (
+    SELECT c.id, c.url, c.next_attempt_at FROM urls JOIN outbox c ON c.id IN (
+        SELECT d.id FROM outbox d
+        WHERE d.status = 'pending' AND d.url = urls.url AND d.next_attempt_at <= :now
+          AND (d.lease_until IS NULL OR d.lease_until <= :now)
+          AND d.sequence = (SELECT min(e.sequence) FROM outbox e
+                            WHERE e.task_id = d.task_id AND e.subscriber = d.subscriber
+                              AND e.status = 'pending')
+        ORDER BY d.next_attempt_at LIMIT :per_url)
+    WHERE urls.url IS NOT NULL
+),
 due AS (
-    SELECT o.id, o.url, o.next_attempt_at,
-           ROW_NUMBER() OVER (PARTITION BY o.url ORDER BY o.next_attempt_at) AS rank
-    FROM outbox o
-    WHERE o.status = 'pending' AND o.next_attempt_at <= :now
-      AND (o.lease_until IS NULL OR o.lease_until <= :now)
-      AND NOT EXISTS (SELECT 1 FROM outbox e
-                      WHERE e.task_id = o.task_id AND e.subscriber = o.subscriber
-                        AND e.status = 'pending' AND e.sequence < o.sequence))
+    SELECT id, url, next_attempt_at,
+           ROW_NUMBER() OVER (PARTITION BY url ORDER BY next_attempt_at) AS rank
+    FROM candidates
+)
 UPDATE outbox SET lease_until = :lease_until WHERE id IN (
     SELECT id FROM due
-    WHERE rank <= :per_url - coalesce((SELECT n FROM busy WHERE busy.url = due.url), 0)
+    WHERE rank <= :per_url - coalesce((SELECT value FROM json_each(:inflight)
+                                       WHERE json_each.key = due.url), 0)
     ORDER BY next_attempt_at LIMIT :limit)
 RETURNING id, task_id, subscriber, url, payload, attempts;
 

@@ -211,8 +211,8 @@ OPERATIONS: dict[str, dict[str, tuple[dict[str, Any], Codes]]] = {
     "/v1/tasks/{id}/cancel": {
         "post": _op(
             "cancelTask",
-            "Cancel a task that has not ended",
-            {"200": TASK},
+            "Cancel a task that has not ended (and say whether the provider confirmed)",
+            {"200": _json(ref("CancelledTask"), "The task, CANCEL")},
             (NO_TASK, (409, "The task has already ended"), 422, 503),
             params=(ID,),
         )
@@ -221,7 +221,13 @@ OPERATIONS: dict[str, dict[str, tuple[dict[str, Any], Codes]]] = {
         "post": _op(
             "modalTask",
             "Finish a MODAL task with a mask and a prompt",
-            {"202": {**TASK, "description": "Accepted: the task, SUBMITTED again"}},
+            {
+                "202": {
+                    **TASK,
+                    "description": "Accepted: the task, SUBMITTED again; its provider_task_id"
+                    " is the one the provider's answer names (APIMart may name a new one)",
+                }
+            },
             (
                 400,
                 NO_TASK,

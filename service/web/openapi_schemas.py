@@ -108,12 +108,36 @@ TASK = _required_all(
             "params": {"type": "object"},
             "result": {
                 "type": ["object", "null"],
+                "description": "what the task produced; null until the provider says",
                 "properties": {
                     "images": {"type": "array", "items": STRING},
                     "grid_url": nullable(STRING),
                     "videos": {"type": "array", "items": STRING},
-                    "actions": {"type": "array", "items": {"type": "object"}},
-                    "cost": {"type": ["object", "null"]},
+                    "actions": {
+                        "type": "array",
+                        "items": {"type": "object"},
+                        "description": "the provider's buttons for follow-ups (APIMart: "
+                        "{label, custom_id}; pass custom_id to a follow-up)",
+                    },
+                    "cost": {
+                        "type": ["object", "null"],
+                        "description": "what the provider billed: Apiframe {credits}, Vtrix "
+                        "{usd, discount} (its usage)",
+                    },
+                    "prompts": {
+                        "type": "array",
+                        "items": STRING,
+                        "description": "describe: the prompts the provider suggests",
+                    },
+                    "expires_at": {
+                        **nullable(DATE_TIME),
+                        "description": "when the result URLs stop working, where the provider "
+                        "says (APIMart's expires_at; Apiframe: 24 h after completion)",
+                    },
+                    "provider_metadata": {
+                        "type": ["object", "null"],
+                        "description": "the provider's own metadata of the task (Vtrix)",
+                    },
                 },
             },
             "error": {
@@ -135,6 +159,25 @@ TASK = _required_all(
         },
     }
 )
+
+CANCELLED_TASK = {
+    "allOf": [
+        ref("Task"),
+        {
+            "type": "object",
+            "required": ["provider_cancelled", "provider_cancel_detail"],
+            "properties": {
+                "provider_cancelled": {
+                    "type": "boolean",
+                    "description": "the provider confirmed it cancelled the task; false where "
+                    "it documents no way to (APIMart, Apiframe, Vtrix): it keeps working on "
+                    "the task and may bill for it",
+                },
+                "provider_cancel_detail": {"type": "string", "description": "what happened there"},
+            },
+        },
+    ]
+}
 
 #: An absolute http(s) URL (the scheme in any case), without blanks; its host must be, and
 #: resolve to, a public address (or one JOBHOOK_OUTBOUND_ALLOW opens), else a 422.
@@ -158,7 +201,14 @@ PARAM_VALUE = {
         {
             "type": "array",
             "maxItems": MAX_ITEMS,
-            "items": {"anyOf": [TEXT, DATA_URL, {"type": ["number", "boolean"]}]},
+            "items": {
+                "anyOf": [
+                    TEXT,
+                    DATA_URL,
+                    {"type": ["number", "boolean"]},
+                    {"type": "object", "description": f"at most {MAX_OBJECT_BYTES} bytes"},
+                ]
+            },
         },
     ]
 }
@@ -169,6 +219,13 @@ PARAMS = {
     "properties": {
         "index": {"type": "integer", "minimum": 1, "maximum": 4},
         "mask": {"type": "string", "description": "base64 PNG"},
+        "image_urls": {
+            "type": "array",
+            "maxItems": MAX_ITEMS,
+            "items": {"anyOf": [HTTP_URL, DATA_URL]},
+            "description": "http(s) URLs; APIMart also takes images inline, as "
+            "data:image/(png|jpeg|webp|gif);base64,... of at most 12 MiB each (never stored)",
+        },
     },
     "additionalProperties": PARAM_VALUE,
 }
@@ -302,6 +359,7 @@ CALLBACK_ANSWER = {
 SCHEMAS: dict[str, Any] = {
     "Problem": PROBLEM,
     "Task": TASK,
+    "CancelledTask": CANCELLED_TASK,
     "SubmitRequest": SUBMIT_REQUEST,
     "ModalRequest": MODAL_REQUEST,
     "Event": EVENT,

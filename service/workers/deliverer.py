@@ -86,8 +86,9 @@ class Deliverer:
             # row) while the store is read must end the coming sleep, not be forgotten.
             self._wake.clear()
             try:
-                if await self.deliver_due(wait=False):
-                    continue
+                free = self.config.concurrency - len(self._tasks)
+                if free > 0 and await self.deliver_due(wait=False) == free:
+                    continue  # maybe more are due: claim again (a partial claim took them all)
                 due = await self.svc.store.next_delivery_due()
                 delay = self.config.idle_sleep if due is None else due - self.clock()
             except Exception as exc:  # never let the loop die: deliveries would wait forever

@@ -25,7 +25,7 @@ from service.domain.models import Observation, task_error
 from service.domain.status import Status
 from service.errors import JobhookError, ProviderRejected, ProviderUnavailable
 from service.logging import log
-from service.providers.base import Provider
+from service.providers.base import Provider, QueryShapes
 from service.providers.client import send
 from service.services import Services
 from service.store.base import PollClaim
@@ -181,13 +181,7 @@ class Poller:
             return
         self._lag(claim, bucket.rate, waited=waited)
         try:
-            response = await send(
-                svc.http,
-                provider,
-                provider.build_query(claim.provider_task_id),
-                timeout=self.config.timeout,
-            )
-            obs = provider.parse_query(response)
+            obs = await self._query(provider, claim)
         except ProviderUnavailable as exc:
             if exc.retry_after:
                 bucket.hold(exc.retry_after)
@@ -215,6 +209,39 @@ class Poller:
             status=applied.task["status"],
             **bind,
         )
+
+    async def _query(self, provider: Provider, claim: PollClaim) -> Observation:
+        """What the provider's API says of the task. A provider with two ways to read a task
+        (QueryShapes: APIMart) is asked the other way when the first answers 404, and told
+        which answered; only when every way answers 404 is the task unknown to it."""
+        shaped = provider if isinstance(provider, QueryShapes) else None
+        if shaped is None:
+            requests = [provider.build_query(claim.provider_task_id)]
+        else:
+            requests = shaped.query_requests(claim.provider_task_id, after_modal=claim.after_modal)
+        for n, request in enumerate(requests):
+            if n:
+                await self.svc.rates.bucket(claim.provider).take()
+            response = await send(self.svc.http, provider, request, timeout=self.config.timeout)
+            try:
+                obs = provider.parse_query(response)
+            except ProviderRejected as exc:
+                if exc.http_status != 404 or shaped is None:
+                    raise
+                shaped.query_answered(request, found=False)
+                if n + 1 == len(requests):
+                    raise
+                log.info(
+                    "poll.fallback",
+                    task_id=claim.task_id,
+                    provider=claim.provider,
+                    path=request.path.rsplit("/", 1)[0] + "/{id}",
+                )
+                continue
+            if shaped is not None:
+                shaped.query_answered(request, found=True)
+            return obs
+        raise AssertionError("unreachable: the last request's answer returns or raises")
 
     def _lag(self, claim: PollClaim, rate: float, *, waited: float) -> None:
         """Measure how late this poll runs; now and then, say so if polls run late, and what

@@ -56,10 +56,12 @@ def jobhook(server: Process, *args: str, timeout: float = 60) -> subprocess.Comp
 def test_submit_wait_prints_the_id_progress_and_the_result_urls(server: Process) -> None:
     run = jobhook(server, "submit", "imagine", "--param", "prompt=a red fox", "--wait")
     assert run.returncode == 0, run.stderr
-    task_id, status, *urls = run.stdout.splitlines()
+    task_id, status, *urls, expires = run.stdout.splitlines()
     assert task_id.startswith("task_") and len(task_id) == 31
     assert status == f"SUCCESS {task_id} (imagine on simulator, 100%)"
     assert [u.split()[0] for u in urls] == ["grid", "image", "image", "image", "image"]
+    # Apiframe's dialect: results are purged 24 h after completion, and the CLI says when
+    assert expires.split()[0] == "expires" and expires.split()[1].endswith("Z")
     assert all(u.split()[-1].startswith(server.url + "/_sim/images/") for u in urls)
     # stderr is not a terminal: plain progress lines, the last one the end
     progress = run.stderr.splitlines()
@@ -67,7 +69,7 @@ def test_submit_wait_prints_the_id_progress_and_the_result_urls(server: Process)
     assert "\r" not in run.stderr and progress[-1].split()[1:3] == ["SUCCESS", "100%"]
 
     shown = jobhook(server, "status", task_id)
-    assert shown.returncode == 0 and shown.stdout.splitlines() == [status, *urls]
+    assert shown.returncode == 0 and shown.stdout.splitlines() == [status, *urls, expires]
     as_json = orjson.loads(jobhook(server, "status", task_id, "--json").stdout)
     assert as_json["id"] == task_id and len(as_json["result"]["images"]) == 4
 

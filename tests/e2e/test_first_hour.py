@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,12 +158,16 @@ def test_status_of_a_failed_task_exits_1(server: Process) -> None:
 
 
 def test_the_fault_switchboard_needs_no_key_in_dev_mode(server: Process) -> None:
-    r = httpx.post(f"{server.url}/_sim/_faults", json={"rate_limit": 1, "retry_after": 30})
+    # A Retry-After longer than a submission may wait (5 s): the client hears of the 429 at once.
+    r = httpx.post(f"{server.url}/_sim/_faults", json={"rate_limit": 1, "retry_after": 6})
     assert r.status_code == 200, r.text
     env = client_env(server)
     run = jobhook("submit", "imagine", "--provider", "simulator-apimart", "-p", "prompt=x", env=env)
     assert run.returncode == 1
     assert "rate limiting jobhook (HTTP 429)" in run.stderr
+    # jobhook holds the provider for every request until the Retry-After is over; the tests
+    # after this one share the server.
+    time.sleep(6.2)
 
 
 def test_the_sample_mask_finishes_a_modal_task(server: Process) -> None:

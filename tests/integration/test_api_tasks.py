@@ -196,7 +196,10 @@ async def test_follow_up_rules(client: httpx.AsyncClient) -> None:
 async def test_a_provider_refusal_is_kept_as_failure(client: httpx.AsyncClient) -> None:
     r = await client.post(
         "/v1/tasks",
-        json={"action": "upscale", "params": {"parent_job_id": "0000-unknown", "index": 1}},
+        json={
+            "action": "upscale",
+            "params": {"parent_job_id": "00000000-0000-4000-8000-000000000000", "index": 1},
+        },
     )
     body = assert_problem(r, 404)
     assert body["provider_status"] == 404

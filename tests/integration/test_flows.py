@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 import httpx
 
+from service.domain.models import Observation, task_error
+from service.domain.status import Status
+from service.store.base import TimerLimits
+from service.workers.timers import Timers
 from tests.conftest import both_stores
 from tests.integration.test_api_tasks import assert_problem, finished, submit
 from tests.integration.test_callbacks import events_of
+from tests.integration.test_workers import services
 
 APIMART = "simulator-apimart"
+MASK_URL = "https://cdn.example.com/mask.png"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 
 
@@ -175,3 +182,107 @@ async def test_concurrent_modal_calls_reach_the_provider_once(client: httpx.Asyn
     # imagine, upscale and inpaint, then exactly one modal call
     assert simulator.request_counts["POST /v1/midjourney/generations/{action}"] == 4
     assert (await finished(client, inpaint["id"]))["status"] == "SUCCESS"
+
+
+# --- seed 002's MODAL paths: reached by polling, by CustomZoom, and raced by the timer ----------
+
+
+async def until_modal(client: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
+    """The task once it waits in MODAL (`?wait` returns on each change, and at once in MODAL)."""
+    async with asyncio.timeout(20):
+        while True:
+            r = await client.get(f"/v1/tasks/{task_id}", params={"wait": 5})
+            task: dict[str, Any] = r.json()
+            if task["status"] == "MODAL":
+                return task
+            assert task["status"] in ("NOT_START", "SUBMITTED"), task
+
+
+async def test_an_inpaint_answered_submitted_reaches_modal_through_polling(
+    client: httpx.AsyncClient,
+) -> None:
+    """Seed 002's state machine: the inpaint's answer says `submitted`; only a poll finds it
+    waiting in MODAL (15%), and the modal call then finishes it."""
+    grid = await imagine(client, prompt="a living room [pollmodal]")
+    up = await follow(client, "upscale", grid["id"], index=1)
+    inpaint = await submit(client, {"action": "inpaint", "parent_id": up["id"], "params": {}})
+    assert inpaint["status"] == "SUBMITTED"
+    waiting = await until_modal(client, inpaint["id"])
+    assert waiting["progress"] == 15
+    [entered] = [e for e in await events_of(client, inpaint["id"]) if e["type"] == "modal"]
+    assert (entered["source"], entered["outcome"]) == ("poll", "applied")
+    r = await client.post(f"/v1/tasks/{inpaint['id']}/modal", json={"prompt": "a red sofa"})
+    assert r.status_code == 202, r.text
+    done = await finished(client, inpaint["id"])
+    assert done["status"] == "SUCCESS" and len(done["result"]["images"]) == 4
+
+
+async def test_custom_zoom_enters_modal(client: httpx.AsyncClient) -> None:
+    """Seed 002: "inpaint / CustomZoom -> MODAL(15%)": a zoom by the Custom Zoom button waits
+    for its modal call (the zoom prompt), then runs."""
+    up = await follow(client, "upscale", (await imagine(client))["id"], index=1)
+    [custom] = [a for a in up["result"]["actions"] if a["label"] == "Custom Zoom"]
+    zoom = await submit(
+        client,
+        {"action": "zoom", "parent_id": up["id"], "params": {"custom_id": custom["custom_id"]}},
+    )
+    assert (zoom["status"], zoom["progress"]) == ("MODAL", 15)
+    r = await client.post(
+        f"/v1/tasks/{zoom['id']}/modal", json={"prompt": "a wide hall --zoom 1.8"}
+    )
+    assert r.status_code == 202, r.text
+    done = await finished(client, zoom["id"])
+    assert done["status"] == "SUCCESS" and len(done["result"]["images"]) == 4
+
+
+@both_stores
+async def test_the_modal_timer_and_a_modal_call_never_both_win(client: httpx.AsyncClient) -> None:
+    """The MODAL timer fires while the modal call is at the provider: the call wins (the timer
+    yields, whether it looks then or had read the task just before the call claimed it). The
+    timer fires first: the call is refused before it reaches the provider."""
+    svc = services(client)
+    sim = client.app.state.simulator  # type: ignore[attr-defined]
+    up = await follow(client, "upscale", (await imagine(client))["id"], index=1)
+    racing, late = [
+        await submit(client, {"action": "inpaint", "parent_id": up["id"], "params": {}})
+        for _ in range(2)
+    ]
+    expired = TimerLimits(modal=0, submit=3600, queue=7200, run=3600)
+    timers = Timers(svc, expired)
+    # The provider takes a moment to answer the modal call.
+    sim.faults.configure(
+        {"hang": 1, "hang_seconds": 0.3, "path_prefix": "/v1/midjourney/generations/modal"}
+    )
+    call = asyncio.create_task(
+        client.post(f"/v1/tasks/{racing['id']}/modal", json={"mask_url": MASK_URL})
+    )
+    async with asyncio.timeout(5):
+        while True:  # until the call is at the provider
+            if sim.faults.injected["hang"]:
+                break
+            await asyncio.sleep(0.005)
+    # The call is at the provider: the timer passes the task over ...
+    assert [d.task_id for d in await svc.store.due_timers(time.time(), expired)] == [late["id"]]
+    # ... and had it read the task just before the call claimed it, its CANCEL is stale.
+    timeout = Observation(
+        status=Status.CANCEL, source="timer", error=task_error("modal_timeout", "too late")
+    )
+    yielded = await svc.ingest(racing["id"], timeout)
+    assert (yielded.decision.outcome, yielded.task["status"]) == ("stale", "MODAL")
+    r = await call
+    assert r.status_code == 202, r.text
+    assert (await finished(client, racing["id"]))["status"] == "SUCCESS"
+
+    # The other task's timer fires first: CANCEL, and its modal call never leaves jobhook.
+    assert await timers.fire() == 1
+    cancelled = (await client.get(f"/v1/tasks/{late['id']}")).json()
+    assert (cancelled["status"], cancelled["error"]["code"]) == ("CANCEL", "modal_timeout")
+    calls = sim.request_counts["POST /v1/midjourney/generations/{action}"]
+    assert_problem(
+        await client.post(f"/v1/tasks/{late['id']}/modal", json={"mask_url": MASK_URL}), 409
+    )
+    assert sim.request_counts["POST /v1/midjourney/generations/{action}"] == calls
+    for task in (racing, late):  # each ended one way only
+        ended = [e for e in await events_of(client, task["id"]) if e["outcome"] == "applied"]
+        assert [e["type"] for e in ended][-1] in ("succeeded", "cancelled")
+        assert sum(e["type"] in ("succeeded", "cancelled") for e in ended) == 1

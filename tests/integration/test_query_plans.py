@@ -469,10 +469,12 @@ CASES = [
             "inflight": '{"https://ep_alpha_0.example/": 2}',
         },
         allow={
-            # Both sorts are over the due pending rows only (found through the partial index
-            # outbox_due): ranking them per URL and handing out the earliest. They are the work
-            # about to be leased, and no index orders a per-URL rank.
-            "USE TEMP B-TREE FOR ORDER BY": "due pending rows only",
+            # The distinct receiving URLs, skipped through outbox_pending_url: min() of the
+            # index, then of the part past the URL before, one probe per receiver.
+            "SEARCH outbox USING INDEX outbox_pending_url": FIRST_ENTRY,
+            # Both sorts are over at most per_url candidates per URL: ranking them per URL and
+            # handing out the earliest. They are the work about to be leased.
+            "USE TEMP B-TREE FOR ORDER BY": "at most per_url rows per receiving URL",
         },
     ),
     Case("next_delivery_due", _none, allow={"SEARCH outbox USING INDEX outbox_ready": FIRST_ENTRY}),

@@ -483,7 +483,10 @@ async def test_round_trip_through_the_adapter(sim: Simulator, client: httpx.Asyn
     )
     assert provider.parse_submit(await send(client, follow_up)).provider_task_id
     bad_parent = provider.build_submit(
-        "upscale", {"index": 3, "parent_job_id": "missing"}, parent=None, callback_url=None
+        "upscale",
+        {"index": 3, "parent_job_id": "00000000-0000-4000-8000-000000000000"},
+        parent=None,
+        callback_url=None,
     )
     with pytest.raises(ProviderRejected, match="Job not found"):
         provider.parse_submit(await send(client, bad_parent))

@@ -140,7 +140,7 @@ async def test_flow_a_imagine_then_upscale(
     assert grid.result["grid_url"] == f"http://sim.test/images/{grid_id}-grid.png"
     labels = [action["label"] for action in grid.result["actions"]]
     assert labels[:8] == ["U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4"]
-    assert grid.extra["action"] == "IMAGINE"
+    assert grid.raw["action"] == "IMAGINE"
 
     up_id = await submit(client, mart, "upscale", {"index": 2}, child_of(grid_id, "imagine"))
     up = await poll(client, mart, up_id)
@@ -159,7 +159,7 @@ async def test_flow_a_imagine_then_upscale(
     assert (obs.status, obs.progress, obs.provider_task_id) == (Status.SUCCESS, 100, up_id)
     assert obs.result is not None
     assert obs.result["images"] == up.result["images"]
-    assert "expires_at" in obs.extra
+    assert obs.result["expires_at"] is not None and obs.result["expires_at"].endswith("Z")
     grid_unified = (await client.get(f"/v1/tasks/{grid_id}", headers=AUTH)).json()
     assert grid_unified["data"]["result"]["images"][0]["url"] == grid.result["images"]
 
@@ -174,13 +174,13 @@ async def test_flow_b_image_guided_then_high_variation_then_upscale(
         client, mart, "high_variation", {"index": 1, "speed": "fast"}, child_of(grid_id, "imagine")
     )
     varied = await poll(client, mart, varied_id)
-    assert varied.extra["action"] == "HIGH_VARIATION"
+    assert varied.raw["action"] == "HIGH_VARIATION"
     assert varied.result is not None
     assert len(varied.result["images"]) == 4
     up_id = await submit(
         client, mart, "upscale", {"index": 3}, child_of(varied_id, "high_variation")
     )
-    assert (await poll(client, mart, up_id)).extra["action"] == "UPSCALE"
+    assert (await poll(client, mart, up_id)).raw["action"] == "UPSCALE"
 
 
 async def upscaled(client: httpx.AsyncClient, mart: ApimartProvider) -> str:
@@ -252,7 +252,7 @@ async def test_flow_d_zoom_and_pan(client: httpx.AsyncClient, mart: ApimartProvi
     assert zoomed.result is not None
     assert len(zoomed.result["images"]) == 4
     pan_id = await submit(client, mart, "pan", {"direction": "left"}, parent)
-    assert (await poll(client, mart, pan_id)).extra["action"] == "PAN"
+    assert (await poll(client, mart, pan_id)).raw["action"] == "PAN"
 
 
 async def test_buttons_drive_follow_ups(client: httpx.AsyncClient, mart: ApimartProvider) -> None:
@@ -306,7 +306,10 @@ async def test_blend_describe_edits_reroll(
     assert (await poll(client, mart, blend_id)).status is Status.SUCCESS
     describe_id = await submit(client, mart, "describe", {"image_urls": [URL]})
     described = await poll(client, mart, describe_id)
-    assert described.extra["description"].startswith("1)")
+    # describe's four suggestions, each after its keycap digit (docs.apimart.ai .../describe)
+    assert described.raw["description"].startswith("1\ufe0f\u20e3 ")
+    assert described.result is not None and len(described.result["prompts"]) == 4
+    assert described.result["prompts"][0].startswith("a softly lit studio photo")
     edits_id = await submit(client, mart, "edits", {"prompt": "a kitchen", "image_urls": [URL]})
     await poll(client, mart, edits_id)
     reroll_id = await submit(client, mart, "reroll", {}, child_of(edits_id, "edits"))
@@ -501,6 +504,8 @@ async def test_control_route(sim: Simulator, client: httpx.AsyncClient) -> None:
         "retry_after": 4,
         "path_prefix": "/v1/",
         "callbacks": ["dup", "delay=0.1"],
+        "modal_new_id": True,
+        "missing_paths": ["/v1/gone/"],
     }
     changed = await client.post("/_faults", json=settings)
     assert changed.status_code == 200
@@ -510,6 +515,7 @@ async def test_control_route(sim: Simulator, client: httpx.AsyncClient) -> None:
         "injected": {},
         "query_delay": 0.0,
         "overlaps": 0,
+        "modal_by_poll": False,
     }
     assert (sim.faults.rate_limit, sim.faults.retry_after) == (2, 4.0)
     assert sim.faults.for_prompt("x") == CallbackFaults(dup=True, delay=0.1)
@@ -527,6 +533,8 @@ async def test_control_route(sim: Simulator, client: httpx.AsyncClient) -> None:
         {"path_prefix": "v1"},
         {"callbacks": ["explode"]},
         {"callbacks": ["delay=soon"]},
+        {"modal_by_poll": 1},
+        {"missing_paths": "/v1/tasks/"},
         {"colour": "red"},
         [1],
     ):
@@ -683,3 +691,109 @@ async def test_overlapping_queries_of_one_job_are_counted(
     assert sim.faults.overlaps == 0  # two jobs at once: no overlap
     await asyncio.gather(query(mart.build_query(one)), query(mart.build_query(one)))
     assert sim.faults.overlaps == 1
+
+
+# --- where the docs allow two readings, the simulator does both -------------------------------
+
+
+async def inpaint_of(client: httpx.AsyncClient, mart: ApimartProvider, up_id: str) -> str:
+    request = mart.build_submit("inpaint", {}, parent=child_of(up_id, "upscale"), callback_url=None)
+    return mart.parse_submit(await send(client, request)).provider_task_id
+
+
+@pytest.mark.parametrize("how", ["marker", "switch"])
+async def test_the_modal_call_may_answer_with_a_new_task_id(
+    sim: Simulator, client: httpx.AsyncClient, mart: ApimartProvider, how: str
+) -> None:
+    """Seed 000's example: the answer names another task, which is the one that runs; the old
+    id stays SUBMITTED for good."""
+    old_id = await inpaint_of(client, mart, await upscaled(client, mart))
+    prompt = "a red leather sofa"
+    if how == "marker":
+        prompt += " [newid]"
+    else:
+        sim.faults.configure({"modal_new_id": True})
+    accepted = mart.parse_modal(
+        await send(client, mart.build_modal(old_id, {"prompt": prompt, "mask": MASK}))
+    )
+    new_id = accepted.provider_task_id
+    assert new_id is not None and new_id != old_id and new_id.startswith("task_")
+    done = await poll(client, mart, new_id)
+    assert done.result is not None and len(done.result["images"]) == 4
+    # Both shapes serve the new task; the old one never moves again.
+    unified = (await client.get(f"/v1/tasks/{new_id}", headers=AUTH)).json()["data"]
+    assert unified["status"] == "completed"
+    await asyncio.sleep(0.05)
+    old = mart.parse_query(await send(client, mart.build_query(old_id)))
+    assert (old.status, old.provider_task_id) == (Status.SUBMITTED, old_id)
+    with pytest.raises(ProviderRejected, match="not MODAL"):
+        mart.parse_modal(await send(client, mart.build_modal(old_id, {})))
+
+
+async def test_an_inpaint_may_reach_modal_only_through_polling(
+    sim: Simulator, client: httpx.AsyncClient, mart: ApimartProvider
+) -> None:
+    """Seed 002's state machine: submit -> SUBMITTED, then MODAL 15%: the answer says
+    `submitted`, and only a poll finds the task waiting for its mask."""
+    grid_id = await submit(client, mart, "imagine", {"prompt": "a living room [pollmodal]"})
+    await poll(client, mart, grid_id)
+    up_id = await submit(client, mart, "upscale", {"index": 1}, child_of(grid_id, "imagine"))
+    await poll(client, mart, up_id)
+    request = mart.build_submit("inpaint", {}, parent=child_of(up_id, "upscale"), callback_url=None)
+    submitted = mart.parse_submit(await send(client, request))
+    assert submitted.observation.status is Status.SUBMITTED
+    waiting = await poll(client, mart, submitted.provider_task_id, until=Status.MODAL)
+    assert waiting.progress == 15
+    mart.parse_modal(await send(client, mart.build_modal(submitted.provider_task_id, {})))
+    assert (await poll(client, mart, submitted.provider_task_id)).status is Status.SUCCESS
+    # The switch does the same for every inpaint, whatever its prompt.
+    sim.faults.configure({"modal_by_poll": True})
+    switched = mart.parse_submit(await send(client, request))
+    assert switched.observation.status is Status.SUBMITTED
+    await poll(client, mart, switched.provider_task_id, until=Status.MODAL)
+
+
+async def test_custom_zoom_enters_modal(client: httpx.AsyncClient, mart: ApimartProvider) -> None:
+    """Seed 002: "inpaint / CustomZoom -> MODAL(15%)": the zoom waits for its modal call."""
+    up_id = await upscaled(client, mart)
+    up = await poll(client, mart, up_id)
+    assert up.result is not None
+    [custom] = [a for a in up.result["actions"] if a["custom_id"].startswith("MJ::CustomZoom::")]
+    request = mart.build_submit(
+        "zoom",
+        {"custom_id": custom["custom_id"]},
+        parent=child_of(up_id, "upscale"),
+        callback_url=None,
+    )
+    submitted = mart.parse_submit(await send(client, request))
+    assert (submitted.observation.status, submitted.observation.progress) == (Status.MODAL, 15)
+    zoom_id = submitted.provider_task_id
+    await poll(client, mart, zoom_id, until=Status.MODAL)
+    mart.parse_modal(await send(client, mart.build_modal(zoom_id, {"prompt": "--zoom 1.8"})))
+    zoomed = await poll(client, mart, zoom_id)
+    assert zoomed.result is not None and len(zoomed.result["images"]) == 4
+    # A plain zoom (Zoom Out 1.5x, a ratio) produces its image directly (Flow D).
+    plain = await submit(client, mart, "zoom", {"zoom_ratio": 1.5}, child_of(up_id, "upscale"))
+    assert (await poll(client, mart, plain)).status is Status.SUCCESS
+
+
+async def test_both_query_shapes_and_a_missing_one(
+    sim: Simulator, client: httpx.AsyncClient, mart: ApimartProvider
+) -> None:
+    task_id = await submit(client, mart, "imagine", {"prompt": "x"})
+    await poll(client, mart, task_id)
+    tasks, midjourney = mart.query_requests(task_id, after_modal=True)
+    for request in (tasks, midjourney):
+        obs = mart.parse_query(await send(client, request))
+        assert (obs.status, obs.provider_task_id) == (Status.SUCCESS, task_id)
+    sim.faults.configure({"missing_paths": ["/v1/tasks/"]})
+    gone = await send(client, tasks)
+    assert (gone.status_code, gone.body) == (404, b"Not Found")
+    with pytest.raises(ProviderRejected) as caught:
+        mart.parse_query(gone)
+    assert caught.value.http_status == 404
+    assert (await send(client, midjourney)).status_code == 200
+    # Only reads: submissions under the same prefix still work.
+    sim.faults.configure({"missing_paths": ["/v1/midjourney/"]})
+    assert await submit(client, mart, "imagine", {"prompt": "y"})
+    assert sim.faults.injected["missing_path"] == 1

@@ -405,6 +405,56 @@ async def test_timers_find_overdue_tasks_and_modal_claims(store: Store) -> None:
     assert await store.claim_modal(modal["id"], now)
 
 
+async def test_a_modal_answer_naming_a_new_provider_task_is_followed(store: Store) -> None:
+    """Seed 000's example: the modal call's answer names another task id. The task follows it
+    (polled by it, found by it) and is still found by the old one; late news of the old one
+    is stale."""
+    task = await make_task(store, provider="simulator-apimart", action="inpaint")
+    modal = Observation(status=Status.MODAL, source="api", progress=15, provider_task_id="p-old")
+    await apply(store, task["id"], modal, schedule=Schedule(next_poll_at=time.time() - 1))
+    [waiting] = await store.claim_due_polls(time.time(), limit=5, lease=0.01)
+    assert (waiting.provider_task_id, waiting.after_modal) == ("p-old", False)
+    assert await store.claim_modal(task["id"], time.time())
+    call = Observation(status=Status.SUBMITTED, source="api", modal_call=True,
+                       provider_task_id="p-new", dedupe_key="modal:p-new")  # fmt: skip
+    applied = await apply(store, task["id"], call, schedule=Schedule(next_poll_at=time.time() - 1))
+    assert applied.decision.applied and applied.task["provider_task_id"] == "p-new"
+    for ref in (task["id"], "p-new", "p-old"):
+        found = await store.get_task(ref, owner="o")
+        assert found is not None and (found["id"], found["provider_task_id"]) == (
+            task["id"],
+            "p-new",
+        )
+    assert await store.get_task("p-old", owner="another") is None
+    await asyncio.sleep(0.02)  # the first claim's lease runs out
+    [claim] = await store.claim_due_polls(time.time(), limit=5, lease=30)
+    assert (claim.provider_task_id, claim.after_modal) == ("p-new", True)
+    late = Observation(status=Status.MODAL, source="poll", progress=15, provider_task_id="p-old")
+    assert (await apply(store, task["id"], late)).decision.outcome == "stale"
+    done = Observation(status=Status.SUCCESS, source="poll", progress=100, provider_task_id="p-new")
+    assert (await apply(store, task["id"], done)).task["status"] == "SUCCESS"
+    events = (await store.list_events(task["id"], cursor=None, limit=10)).data
+    [followed] = [e for e in events if (e["detail"] or {}).get("previous_provider_task_id")]
+    assert followed["detail"]["provider_task_id"] == "p-new"
+    assert followed["detail"]["previous_provider_task_id"] == "p-old"
+    assert [e["outcome"] for e in events] == ["applied", "applied", "stale", "applied"]
+
+
+async def test_the_modal_timer_yields_to_a_claimed_modal_call(store: Store) -> None:
+    task = await make_task(store, provider="simulator-apimart", action="inpaint")
+    await apply(store, task["id"], Observation(status=Status.MODAL, source="api", progress=15))
+    assert await store.claim_modal(task["id"], time.time())
+    timer = Observation(status=Status.CANCEL, source="timer", detail="no modal call came")
+    # Planned while the call is under way (the timer read the task before it was claimed):
+    # the timer yields, the task stays MODAL for the call's answer.
+    yielded = await apply(store, task["id"], timer)
+    assert yielded.decision.outcome == "stale" and yielded.task["status"] == "MODAL"
+    await store.release_modal(task["id"])  # the call failed: the timer may end the task
+    ended = await apply(store, task["id"], timer)
+    assert ended.decision.applied and ended.task["status"] == "CANCEL"
+    assert not await store.claim_modal(task["id"], time.time())  # a call now: refused
+
+
 # -- notifications ----------------------------------------------------------------------------
 
 
@@ -703,6 +753,9 @@ async def test_a_lost_connection_is_store_unavailable_and_then_recovers(pg_url: 
 async def test_a_statement_that_waits_too_long_is_store_unavailable(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    migrated = PostgresStore(pg_url)  # first, under the usual timeout: migrating takes longer
+    await migrated.open()
+    await migrated.close()
     monkeypatch.setattr(postgres_db, "COMMAND_TIMEOUT", 0.3)
     store = PostgresStore(pg_url)
     await store.open()
@@ -764,7 +817,8 @@ def test_jobhook_migrate_on_postgres(
     assert cli._migrate(argparse.Namespace(), pg_settings) == 0
     assert cli._migrate(argparse.Namespace(), pg_settings) == 0  # again: nothing to do
     out = capsys.readouterr().out.splitlines()
-    assert out == [f"jobhook: schema at version 1 ({pg_settings.database_url})"] * 2
+    version = max(v for v, _ in postgres_db.migrations())
+    assert out == [f"jobhook: schema at version {version} ({pg_settings.database_url})"] * 2
     cli._database_file(pg_settings)  # nothing to create, and the server answers
     down = replace(pg_settings, database_url="postgresql://u:hunter2@127.0.0.1:1/jobhook")
     with pytest.raises(ConfigError, match=r"^JOBHOOK_DATABASE_URL: cannot use PostgreSQL") as e:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
+from service.config import Settings
 from service.domain.models import Observation
 from service.domain.status import Status
 from service.errors import (
@@ -21,14 +22,20 @@ from service.errors import (
     ProviderUnavailable,
     ValidationFailed,
 )
+from service.providers import build_providers, webhooks_off
 from service.providers.apiframe import ApiframeProvider, sign_body
 from service.providers.base import Parent, Provider
 from tests.support.providers import example_bytes, response
 
 KEY = "afk_test_key"
 JOB_ID = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
-PARENT = Parent(provider_task_id="parent-job-1", action="imagine", params={"prompt": "x"})
-UPSCALED = Parent(provider_task_id="up-job-1", action="upscale", params={"index": 1})
+#: Apiframe job ids are uuids ("parentJobId string (uuid)", seed 004).
+PARENT_JOB = "0b8f5a52-6a3e-4c1e-9d7a-2f1c3b4a5d6e"
+EXTERNAL_JOB = "c4d5e6f7-0a1b-4c2d-8e3f-456789abcdef"
+PARENT = Parent(provider_task_id=PARENT_JOB, action="imagine", params={"prompt": "x"})
+UPSCALED = Parent(
+    provider_task_id="7e6d5c4b-3a29-4180-b7c6-d5e4f3a2b1c0", action="upscale", params={"index": 1}
+)
 MASK = base64.b64encode(b"\x89PNG fake mask bytes").decode()
 
 
@@ -86,9 +93,14 @@ def test_job_completed_example(provider: ApiframeProvider) -> None:
         "videos": [],
         "actions": [],
         "cost": {"credits": 10},
+        "prompts": [],
+        # completedAt 2026-03-15T10:00:32Z + the 24 h Apiframe keeps results
+        "expires_at": "2026-03-16T10:00:32.000Z",
+        "provider_metadata": None,
     }
     assert len(obs.result["images"]) == 4
     assert obs.raw == body
+    assert obs.extra == {}
 
 
 def test_job_failed_example(provider: ApiframeProvider) -> None:
@@ -118,6 +130,18 @@ def test_webhook_completed_example_string_result(provider: ApiframeProvider) -> 
     assert obs.result["images"] == ["https://cdn.apiframe.ai/results/a1b2c3d4.png"]
     assert obs.result["grid_url"] is None
     assert obs.result["cost"] == {"credits": 10}
+    assert obs.result["expires_at"] == "2026-03-16T10:00:32.000Z"
+    assert obs.extra == {"event": "completed"}  # recorded in the event's detail
+
+
+def test_processing_and_failed_jobs_have_no_expiry(provider: ApiframeProvider) -> None:
+    running = provider.parse_query(response(200, json.loads(_example("job.processing"))))
+    assert running.result is not None and running.result["expires_at"] is None
+    failed = provider.parse_query(response(200, json.loads(_example("job.failed"))))
+    assert failed.result is not None and failed.result["expires_at"] is None
+    odd = {"id": "j", "status": "COMPLETED", "result": "https://x/1.png", "completedAt": "soon"}
+    unreadable = provider.parse_query(response(200, odd)).result
+    assert unreadable is not None and unreadable["expires_at"] is None
 
 
 def test_webhook_completed_object_result(provider: ApiframeProvider) -> None:
@@ -282,6 +306,14 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], Parent | None, str]] = [
     ("variation", {}, PARENT, "params.index"),
     ("upscale", {"index": 1, "parent_job_id": 42}, None, "params.parent_job_id"),
     ("upscale", {"index": 1, "parent_job_id": "other"}, PARENT, "params.parent_job_id"),
+    ("upscale", {"index": 1, "parent_job_id": "ext-1"}, None, "params.parent_job_id"),
+    ("upscale", {"index": 1, "parent_job_id": JOB_ID + "0"}, None, "params.parent_job_id"),
+    (
+        "upscale",
+        {"index": 1},
+        Parent(provider_task_id="job-1", action="imagine", params={}),
+        "parent_id",
+    ),
     ("inpaint", {"prompt": "x"}, UPSCALED, "params.mask"),
     ("inpaint", {"mask": "not base64!!"}, UPSCALED, "params.mask"),
     ("inpaint", {"mask": "data:text/plain;base64," + MASK}, UPSCALED, "params.mask"),
@@ -334,9 +366,10 @@ def test_mask_data_prefix_and_whitespace(provider: ApiframeProvider) -> None:
 
 
 def test_external_parent_by_job_id(provider: ApiframeProvider) -> None:
-    cleaned = provider.validate("upscale", {"index": 2, "parent_job_id": " ext-1 "}, None)
-    assert cleaned == {"index": 2, "parent_job_id": "ext-1"}
-    same = provider.validate("upscale", {"index": 2, "parent_job_id": "parent-job-1"}, PARENT)
+    params = {"index": 2, "parent_job_id": f" {EXTERNAL_JOB} "}
+    cleaned = provider.validate("upscale", params, None)
+    assert cleaned == {"index": 2, "parent_job_id": EXTERNAL_JOB}
+    same = provider.validate("upscale", {"index": 2, "parent_job_id": PARENT_JOB}, PARENT)
     assert same["index"] == 2
 
 
@@ -408,9 +441,24 @@ def test_build_follow_ups(
 
 
 def test_build_follow_up_external_parent(provider: ApiframeProvider) -> None:
-    params = {"index": 1, "parent_job_id": "ext-9"}
+    params = {"index": 1, "parent_job_id": EXTERNAL_JOB}
     request = provider.build_submit("upscale", params, parent=None, callback_url=None)
-    assert request.json == {"action": "upsample", "parentJobId": "ext-9", "index": 1}
+    assert request.json == {"action": "upsample", "parentJobId": EXTERNAL_JOB, "index": 1}
+
+
+def test_webhook_url_is_https_only(provider: ApiframeProvider) -> None:
+    """ "webhookUrl: HTTPS URL" (seed 004): an http:// one is never sent (the task is polled);
+    the simulator, on loopback, takes http://."""
+    plain = "http://jobhook.example/v1/callbacks/apiframe/tok"
+    request = provider.build_submit("imagine", {"prompt": "a fox"}, parent=None, callback_url=plain)
+    assert request.json == {"prompt": "a fox", "model": "midjourney"}
+    loud = "HTTPS://jobhook.example/v1/callbacks/apiframe/tok"
+    request = provider.build_submit("imagine", {"prompt": "a fox"}, parent=None, callback_url=loud)
+    assert request.json["webhookUrl"] == loud
+    sim = ApiframeProvider(api_key=KEY, base_url="http://127.0.0.1:9/_sim", name="simulator")
+    sim.webhooks_need_https = False
+    request = sim.build_submit("imagine", {"prompt": "a fox"}, parent=None, callback_url=plain)
+    assert request.json["webhookUrl"] == plain
 
 
 def test_build_submit_validates(provider: ApiframeProvider) -> None:
@@ -542,3 +590,32 @@ def test_query_result_forms(provider: ApiframeProvider) -> None:
 
 def _example(name: str) -> Any:
     return example_bytes("apiframe", name)
+
+
+@pytest.mark.parametrize(
+    ("keys", "base_url", "public_url", "off"),
+    [
+        ({"apiframe": KEY}, "https://api.apiframe.ai", "http://127.0.0.1:8000", True),
+        ({"apiframe": KEY}, "https://api.apiframe.ai", "https://jobhook.example.com", False),
+        ({"apiframe": KEY}, "https://api.apiframe.ai", "HTTPS://jobhook.example.com", False),
+        ({"apiframe": KEY}, "https://staging.apiframe.example", "http://jobhook.example", True),
+        # a rehearsal against `jobhook simulator` on this machine takes http://
+        ({"apiframe": KEY}, "http://127.0.0.1:9000", "http://127.0.0.1:8000", False),
+        ({"apiframe": KEY}, "http://[::1]:9000", "http://127.0.0.1:8000", False),
+        ({"apiframe": KEY}, "http://localhost:9000", "http://127.0.0.1:8000", False),
+        ({}, "https://api.apiframe.ai", "http://127.0.0.1:8000", False),  # not enabled
+    ],
+)
+def test_apiframe_webhooks_need_an_https_public_url(
+    keys: dict[str, str], base_url: str, public_url: str, off: bool
+) -> None:
+    settings = Settings(provider_keys=keys, provider_urls={"apiframe": base_url})
+    assert webhooks_off(settings, public_url) is off
+    providers = build_providers(settings, simulator_url=None, public_url=public_url)
+    if keys:
+        apiframe = providers["apiframe"]
+        assert isinstance(apiframe, ApiframeProvider)
+        assert apiframe.supports_callbacks is not off
+        # the adapter sends http:// webhook URLs only to an Apiframe on loopback
+        assert apiframe.webhooks_need_https is not base_url.startswith("http://")
+    assert ApiframeProvider.supports_callbacks  # the class is untouched

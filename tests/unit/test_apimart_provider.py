@@ -99,9 +99,11 @@ def test_midjourney_success_example(provider: ApimartProvider) -> None:
             {"label": "V1", "custom_id": "MJ::JOB::variation::1::abc123def456"},
         ],
         "cost": None,
+        "prompts": [],  # an imagine's `prompt` is the client's, not a describe's answer
+        "expires_at": None,
+        "provider_metadata": None,
     }
     assert obs.error is None
-    assert obs.extra == {"action": "IMAGINE"}
     assert obs.raw == body
 
 
@@ -113,7 +115,7 @@ def test_tasks_completed_example_url_string(provider: ApimartProvider) -> None:
     assert obs.result is not None
     assert obs.result["images"] == ["https://example.com/generated-image.png"]
     assert (obs.result["grid_url"], obs.result["videos"]) == (None, [])
-    assert obs.extra["expires_at"] == 1757242893
+    assert obs.result["expires_at"] == "2025-09-07T11:01:33.000Z"  # 1757242893
     assert obs.raw == body
 
 
@@ -145,7 +147,22 @@ def test_tasks_shape_several_images_and_videos(provider: ApimartProvider) -> Non
     assert obs.result is not None
     assert obs.result["images"] == ["https://x/1.png", "https://x/2.png", "https://x/3.png"]
     assert obs.result["videos"] == ["https://x/v.mp4"]
-    assert obs.extra["expires_at"] == 5
+    assert obs.result["expires_at"] == "1970-01-01T00:00:05.000Z"  # the earliest
+
+
+@pytest.mark.parametrize(
+    ("stamps", "expected"),
+    [
+        ([1757242893000], "2025-09-07T11:01:33.000Z"),  # milliseconds are read as such
+        (["1757242893", True, None], None),  # not a number: not guessed at
+        ([10**30], None),
+    ],
+)
+def test_expires_at_forms(provider: ApimartProvider, stamps: list[Any], expected: Any) -> None:
+    images = [{"url": "https://x/1.png", "expires_at": stamp} for stamp in stamps]
+    body = {"code": 200, "data": {"id": "t", "status": "completed", "result": {"images": images}}}
+    result = provider.parse_query(response(200, body)).result
+    assert result is not None and result["expires_at"] == expected
 
 
 @pytest.mark.parametrize("key", ["video_urls", "video_url"])
@@ -157,11 +174,57 @@ def test_midjourney_shape_videos(provider: ApimartProvider, key: str) -> None:
     assert (obs.result["videos"], obs.result["images"]) == (urls, [])
 
 
-def test_describe_text_goes_to_extra(provider: ApimartProvider) -> None:
-    body = {"id": "t", "status": "SUCCESS", "action": "DESCRIBE", "prompt": "1 a lake\n2 a hill"}
+#: docs.apimart.ai .../midjourney/describe: "The text result is in prompt / description of the
+#: query result; image_urls / grid_image_url are not returned. The result is four numbered
+#: suggestions, separated by \\n and prefixed with the digit emoji 1️⃣2️⃣3️⃣4️⃣".
+DESCRIBE_TEXT = (
+    "1️⃣ a serene mountain lake at sunrise --ar 3:2\n2️⃣ mountain landscape with reflections "
+    "--v 6.1\n3️⃣ panoramic view of alpine lake --ar 16:9\n4️⃣ dawn light over still water --s 250"
+)
+DESCRIBE_PROMPTS = [
+    "a serene mountain lake at sunrise --ar 3:2",
+    "mountain landscape with reflections --v 6.1",
+    "panoramic view of alpine lake --ar 16:9",
+    "dawn light over still water --s 250",
+]
+
+
+@pytest.mark.parametrize("key", ["prompt", "description"])
+def test_describe_documented_answer(provider: ApimartProvider, key: str) -> None:
+    body = {
+        "id": "task_xxx",
+        "status": "SUCCESS",
+        "action": "DESCRIBE",
+        "mode": "DESCRIBE",
+        key: DESCRIBE_TEXT,
+    }
     obs = provider.parse_query(response(200, body))
-    assert obs.result is None
-    assert obs.extra["description"] == "1 a lake\n2 a hill"
+    assert obs.status is Status.SUCCESS
+    assert obs.result is not None
+    assert obs.result["prompts"] == DESCRIBE_PROMPTS
+    assert (obs.result["images"], obs.result["grid_url"]) == ([], None)
+
+
+@pytest.mark.parametrize(
+    ("task", "prompts"),
+    [
+        # text without the keycap marks is kept whole
+        ({"action": "DESCRIBE", "prompt": "1 a lake\n2 a hill"}, ["1 a lake\n2 a hill"]),
+        # `description` first, then `prompt`
+        ({"action": "DESCRIBE", "description": "1️⃣ a", "prompt": "x"}, ["a"]),
+        # the /v1/tasks shape names no action: its description is read, its prompt is not
+        ({"description": "1️⃣ a\n2️⃣ b", "prompt": "mine"}, ["a", "b"]),
+        ({"result": {"description": "1️⃣ a"}}, ["a"]),
+        ({"prompt": "a cat"}, []),
+        # another action's prompt and description are not describe's answer
+        ({"action": "IMAGINE", "description": "Submit success", "prompt": "a cat"}, []),
+    ],
+)
+def test_describe_text_forms(
+    provider: ApimartProvider, task: dict[str, Any], prompts: list[str]
+) -> None:
+    obs = provider.parse_query(response(200, {"id": "t", "status": "SUCCESS", **task}))
+    assert (obs.result or {}).get("prompts", []) == prompts
 
 
 # --- status and progress -----------------------------------------------------------------------
@@ -404,6 +467,7 @@ def test_validate_imagine_all_fields(provider: ApimartProvider) -> None:
     assert provider.validate("imagine", {"prompt": "x", "size": "1:1"}, None)["size"] == "1:1"
 
 
+IMAGE_1 = "params.image_urls[1]"
 BAD: list[tuple[str, dict[str, Any], Parent | None, str]] = [
     ("modal", {}, None, "action"),
     ("remix", {}, None, "action"),
@@ -497,6 +561,25 @@ BAD: list[tuple[str, dict[str, Any], Parent | None, str]] = [
     ("edits", {"image_urls": [URL]}, None, "params.prompt"),
     ("edits", {"prompt": "x"}, None, "params.image_urls"),
     ("edits", {"prompt": "x", "image_urls": []}, None, "params.image_urls"),
+    # inline images: a known image type whose bytes say so, valid base64, at most 12 MiB
+    *(
+        ("imagine", {"prompt": "x", "image_urls": [value]}, None, "params.image_urls[0]")
+        for value in (
+            "data:text/plain;base64,aGk=",
+            "data:image/svg+xml;base64,PHN2Zz4=",
+            "data:image/png," + MASK,
+            "data:image/png;base64,!!!",
+            "data:image/png;base64,",
+            "data:image/jpeg;base64," + MASK,
+        )
+    ),
+    ("imagine", {"prompt": "x", "image_urls": [URL, "data:image/gif;base64,"]}, None, IMAGE_1),
+    ("blend", {"image_urls": [URL, "data:image/webp;base64," + MASK]}, None, IMAGE_1),
+    ("describe", {"image_urls": ["data:image/gif;base64," + MASK]}, None, "params.image_urls[0]"),
+    # documented values only (docs.apimart.ai .../midjourney/video and .../pan)
+    ("video", {"image_urls": [URL], "video_type": "vid_1.1_i2v_extend"}, None, "params.video_type"),
+    ("video", {"image_urls": [URL], "motion": "medium"}, None, "params.motion"),
+    ("pan", {"direction": "north"}, UPSCALED, "params.direction"),
 ]
 
 
@@ -511,6 +594,62 @@ def test_validate_errors(
     with pytest.raises(ValidationFailed) as caught:
         provider.validate(action, params, parent)
     assert caught.value.field == field
+
+
+JPEG = b"\xff\xd8\xff\xe0" + bytes(16)
+
+
+def _inline(kind: str, data: bytes) -> str:
+    return f"data:image/{kind};base64," + base64.b64encode(data).decode()
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        (_inline("png", PNG), _inline("png", PNG)),
+        (_inline("jpeg", JPEG), None),
+        (_inline("jpg", JPEG), _inline("jpeg", JPEG)),
+        (_inline("webp", b"RIFF\0\0\0\0WEBPVP8 " + bytes(8)), None),
+        (_inline("gif", b"GIF89a" + bytes(8)), None),
+        # whitespace inside (a wrapped base64) is dropped, the type's case too
+        ("DATA:image/PNG;base64," + MASK[:10] + "\n " + MASK[10:], _inline("png", PNG)),
+    ],
+)
+def test_inline_images(provider: ApimartProvider, given: str, sent: str | None) -> None:
+    """ "image_urls: Image URLs or base64" (docs.apimart.ai .../midjourney/imagine)."""
+    cleaned = provider.validate("imagine", {"prompt": "x", "image_urls": [URL, given]}, None)
+    assert cleaned["image_urls"] == [URL, sent or given]
+    request = provider.build_submit("imagine", cleaned, parent=None, callback_url=None)
+    assert request.json["image_urls"] == [URL, sent or given]
+
+
+def test_inline_image_limits_and_messages(provider: ApimartProvider) -> None:
+    limit = 12 * 1024 * 1024
+    fits = _inline("png", PNG + bytes(limit - len(PNG)))
+    assert provider.validate("describe", {"image_urls": [fits]}, None)["image_urls"] == [fits]
+    too_big = _inline("png", PNG + bytes(limit - len(PNG) + 1))
+    with pytest.raises(ValidationFailed) as caught:
+        provider.validate("describe", {"image_urls": [too_big]}, None)
+    assert caught.value.field == "params.image_urls[0]"
+    # A refusal names the field and the rule, never the bytes.
+    secret = _inline("jpeg", PNG + b"SECRET-BYTES")
+    with pytest.raises(ValidationFailed) as caught:
+        provider.validate("imagine", {"prompt": "x", "image_urls": [secret]}, None)
+    assert caught.value.detail == (
+        "params.image_urls[0]: is not a JPEG image (its first bytes say so)"
+    )
+
+
+def test_documented_video_types_and_values(provider: ApimartProvider) -> None:
+    """The four video_type values, motion and batch_size of docs.apimart.ai .../video."""
+    for video_type in ("vid_1.1_i2v_480", "vid_1.1_i2v_720", "vid_1.1_i2v_start_end_480",
+                       "vid_1.1_i2v_start_end_720"):  # fmt: skip
+        cleaned = provider.validate(
+            "video",
+            {"image_urls": [URL], "video_type": video_type, "motion": "low", "batch_size": 2},
+            None,
+        )
+        assert cleaned["video_type"] == video_type
 
 
 def test_inpaint_parent_message(provider: ApimartProvider) -> None:
@@ -750,3 +889,68 @@ def test_parse_modal(provider: ApimartProvider) -> None:
 
 def _example(name: str) -> Any:
     return example("apimart", name)
+
+
+# --- seed 000's modal call, and the two ways to read a task ------------------------------------
+
+#: The task seed 000's modal request names; its example answer names TASK_ID instead.
+MODAL_TASK_ID = "task_01KQW1N9T6E3AHW6QZFDEK8M5C"
+
+
+def test_seed_000_modal_example_answers_with_another_task_id(provider: ApimartProvider) -> None:
+    request = provider.build_modal(
+        MODAL_TASK_ID,
+        {
+            "prompt": "replace the selected area with a red leather sofa",
+            "mask_url": "https://example.com/mask.png",
+            "speed": "fast",
+        },
+    )
+    assert request.json["task_id"] == MODAL_TASK_ID
+    # Seed 000 prints this very body as the modal call's answer (the submit example's bytes).
+    obs = provider.parse_modal(response(200, _example("submit")))
+    assert (obs.status, obs.modal_call, obs.provider_task_id) == (Status.SUBMITTED, True, TASK_ID)
+    assert obs.provider_task_id != MODAL_TASK_ID  # the domain decides what that means
+
+
+def test_query_shapes_follow_the_docs(provider: ApimartProvider) -> None:
+    """Seed 002 reads tasks at /v1/midjourney/{id}; seed 000 polls a task after its modal call
+    at /v1/tasks/{id}. The other shape comes second, for when the first answers 404."""
+    first, second = provider.query_requests(TASK_ID, after_modal=False)
+    assert (first.method, first.path, second.path) == (
+        "GET",
+        f"/v1/midjourney/{TASK_ID}",
+        f"/v1/tasks/{TASK_ID}",
+    )
+    assert provider.build_query(TASK_ID).path == first.path
+    after, fallback = provider.query_requests(TASK_ID, after_modal=True)
+    assert (after.path, fallback.path) == (f"/v1/tasks/{TASK_ID}", f"/v1/midjourney/{TASK_ID}")
+    assert after.headers["Authorization"] == f"Bearer {KEY}"
+    # Each shape's documented example reads as the same finished task.
+    unified = provider.parse_query(response(200, _example("tasks.completed.url-list")))
+    midjourney = provider.parse_query(response(200, _example("midjourney.success")))
+    for obs in (unified, midjourney):
+        assert (obs.status, obs.progress, obs.provider_task_id) == (Status.SUCCESS, 100, TASK_ID)
+        assert obs.result is not None and obs.result["images"]
+    quoted = provider.query_requests("a/../b", after_modal=True)
+    assert [r.path for r in quoted] == ["/v1/tasks/a%2F..%2Fb", "/v1/midjourney/a%2F..%2Fb"]
+
+
+def test_query_shapes_remember_which_answers(provider: ApimartProvider) -> None:
+    tasks, midjourney = provider.query_requests(TASK_ID, after_modal=True)
+    provider.query_answered(tasks, found=False)  # /v1/tasks answered 404 ...
+    provider.query_answered(midjourney, found=True)  # ... and /v1/midjourney did
+    assert [r.path for r in provider.query_requests(TASK_ID, after_modal=True)] == [
+        midjourney.path,
+        tasks.path,
+    ]
+    assert provider.query_requests(TASK_ID, after_modal=False)[0].path == midjourney.path
+    provider.query_answered(tasks, found=True)  # it answers again: the docs' order is back
+    assert provider.query_requests(TASK_ID, after_modal=True)[0].path == tasks.path
+    # /v1/midjourney gone: every task is read at /v1/tasks first, build_query too.
+    provider.query_answered(midjourney, found=False)
+    assert provider.build_query(TASK_ID).path == tasks.path
+    # Both answered 404 (a task lost for good): no shape is to blame, the docs' order holds.
+    provider.query_answered(tasks, found=False)
+    assert provider.build_query(TASK_ID).path == midjourney.path
+    assert ApimartProvider(api_key=KEY).build_query(TASK_ID).path == midjourney.path

@@ -184,6 +184,15 @@ def test_result_lines_list_the_urls_or_the_error_or_the_next_step() -> None:
         "  grid     http://g/grid.png",
         "  image 1  http://g/1.png",
     ]
+    described = task(
+        action="describe",
+        result={"images": [], "prompts": ["a lake --ar 3:2", "a hill"], "expires_at": None},
+    )
+    assert result_lines(described)[1:] == ["  prompt 1 a lake --ar 3:2", "  prompt 2 a hill"]
+    expiring = task(result={"images": ["http://g/1.png"], "expires_at": "2026-11-22T20:02:04Z"})
+    assert result_lines(expiring)[-1] == (
+        "  expires  2026-11-22T20:02:04Z (the provider's URLs stop working)"
+    )
     failed = task("FAILURE", error={"code": "provider_failed", "message": "moderation"})
     assert result_lines(failed)[1] == "  error    provider_failed: moderation"
     modal = result_lines(task("MODAL", 15))

@@ -85,6 +85,38 @@ def test_an_observation_about_another_provider_task_is_foreign() -> None:
     assert decide(state, obs(Status.SUCCESS, provider_task_id="a")).applied
 
 
+def test_the_modal_call_may_name_a_new_provider_task() -> None:
+    """Seed 000's example answers the modal call with another task id: the task follows it."""
+    state = TaskState(status=Status.MODAL, progress=15, modal_entered=True, provider_task_id="a")
+    call = Observation(status=Status.SUBMITTED, source="api", modal_call=True, provider_task_id="b")
+    decision = decide(state, call)
+    assert decision.applied and not decision.foreign and decision.status is Status.SUBMITTED
+    # Only the modal call, and only out of MODAL: anything else naming "b" is foreign.
+    assert decide(state, obs(Status.SUBMITTED, provider_task_id="b", modal_call=False)).foreign
+    running = TaskState(status=Status.SUBMITTED, provider_task_id="a")
+    assert decide(running, call).foreign
+
+
+def test_a_late_answer_about_the_previous_provider_task_is_stale() -> None:
+    state = TaskState(status=Status.SUBMITTED, provider_task_id="b", previous_provider_task_id="a")
+    late = decide(state, obs(Status.MODAL, 15, provider_task_id="a"))
+    assert late.outcome == "stale" and not late.foreign and "previous" in (late.reason or "")
+    assert decide(state, obs(Status.IN_PROGRESS, 40, provider_task_id="b")).applied
+    assert decide(state, obs(Status.IN_PROGRESS, 40, provider_task_id="c")).foreign
+
+
+def test_the_modal_timer_yields_to_a_modal_call_under_way() -> None:
+    timer = Observation(status=Status.CANCEL, source="timer")
+    calling = TaskState(status=Status.MODAL, progress=15, modal_entered=True, modal_call_live=True)
+    yielded = decide(calling, timer)
+    assert yielded.outcome == "stale" and yielded.status is Status.MODAL
+    assert "modal call is under way" in (yielded.reason or "")
+    # The provider's own CANCEL is the provider's word; with no call under way the timer ends it.
+    assert decide(calling, obs(Status.CANCEL)).applied
+    idle = TaskState(status=Status.MODAL, progress=15, modal_entered=True)
+    assert decide(idle, timer).applied
+
+
 # --- order independence ------------------------------------------------------------------------
 
 DONE: Result = {"images": ["https://x/1.png"], "grid_url": "https://x/g.png"}

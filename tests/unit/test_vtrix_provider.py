@@ -79,9 +79,32 @@ def test_task_completed_example(provider: VtrixProvider) -> None:
         "grid_url": None,
         "videos": [],
         "actions": [],
-        "cost": {"usd": "0.05", "discount": 0},
+        "cost": {"usd": "0.05", "discount": 0},  # Vtrix's usage
+        "prompts": [],
+        "expires_at": None,
+        "provider_metadata": None,  # the example's `metadata` is empty
     }
     assert obs.error is None
+
+
+def test_metadata_reaches_the_result(provider: VtrixProvider) -> None:
+    body = {**_example("task.completed"), "metadata": {"seed": 42, "engine": "mj-7"}}
+    obs = provider.parse_query(response(200, body))
+    assert obs.result is not None
+    assert obs.result["provider_metadata"] == {"seed": 42, "engine": "mj-7"}
+    assert obs.result["images"] == ["https://cdn.example.com/out-0.png"]
+    running = provider.parse_query(
+        response(200, {**_example("task.in_progress"), "metadata": {"queue": "fast"}})
+    )
+    assert running.result is not None
+    assert (running.result["provider_metadata"], running.result["images"]) == (
+        {"queue": "fast"},
+        [],
+    )
+    huge = {**_example("task.completed"), "metadata": {"blob": "x" * 20_000}}
+    kept = provider.parse_query(response(200, huge)).result
+    assert kept is not None and kept["provider_metadata"] is not None
+    assert list(kept["provider_metadata"]) == ["omitted"]
 
 
 def test_task_failed_example(provider: VtrixProvider) -> None:
@@ -434,6 +457,11 @@ def test_validate_cleans(provider: VtrixProvider) -> None:
         "x" * 8192
     )
     assert provider.validate("edits", {"index": 3}, PARENT) == {"index": 3}
+    # remixPrompt is optional (seed 003 does not require it), 1..8192 characters when given
+    inpaint = provider.validate("inpaint", {"index": 1, "mask_url": MASK_URL}, PARENT)
+    assert inpaint == {"index": 1, "mask_url": MASK_URL}
+    assert provider.validate("remix", {"index": 1}, PARENT) == {"index": 1}
+    assert provider.validate("remix", {"index": 1, "prompt": "   "}, PARENT) == {"index": 1}
     assert provider.validate("edits", {"index": 3, "prompt": "  "}, PARENT) == {"index": 3}
     same = provider.validate("remix", {"index": 1, "prompt": "p", "job_id": "mj-parent-1"}, PARENT)
     assert same["job_id"] == "mj-parent-1"
@@ -455,11 +483,9 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], Parent | None, str]] = [
     ("remix", {"index": 5, "prompt": "x"}, PARENT, "params.index"),
     ("remix", {"index": True, "prompt": "x"}, PARENT, "params.index"),
     ("remix", {"index": "2", "prompt": "x"}, PARENT, "params.index"),
-    ("remix", {"index": 1}, PARENT, "params.prompt"),
-    ("remix", {"index": 1, "prompt": "   "}, PARENT, "params.prompt"),
     ("remix", {"index": 1, "prompt": 7}, PARENT, "params.prompt"),
     ("remix", {"index": 1, "prompt": "x" * 8193}, PARENT, "params.prompt"),
-    ("inpaint", {"index": 1, "mask_url": MASK_URL}, PARENT, "params.prompt"),
+    ("inpaint", {"index": 1, "prompt": "x" * 8193, "mask_url": MASK_URL}, PARENT, "params.prompt"),
     ("edits", {"index": 1, "prompt": "x" * 8193}, PARENT, "params.prompt"),
     ("remix", {"index": 1, "prompt": "x", "mask_url": MASK_URL}, PARENT, "params.mask_url"),
     ("remix", {"index": 1, "prompt": "x", "image_urls": [MASK_URL]}, PARENT, "params.image_urls"),
@@ -509,6 +535,13 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], Parent | None, str]] = [
     (
         "edits",
         {"index": 1, "mask_areas": [area(points=[1, 2, 3, 4, 5])]},
+        PARENT,
+        "params.mask_areas[0].points",
+    ),
+    # x, y pairs: seven numbers are three points and a half
+    (
+        "edits",
+        {"index": 1, "mask_areas": [area(points=[1, 2, 3, 4, 5, 6, 7])]},
         PARENT,
         "params.mask_areas[0].points",
     ),
