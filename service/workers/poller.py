@@ -263,7 +263,7 @@ class Poller:
             elif len(self._inflight) >= self.concurrency:
                 limit = f"concurrency: {self.concurrency} in flight (JOBHOOK_POLL_CONCURRENCY)"
             else:
-                limit = "neither rate nor concurrency: the store or the provider's answers"
+                limit = "neither rate nor concurrency: this process's CPU, the store, the provider"
             log.warning(
                 "poll.behind",
                 late=self._late,
