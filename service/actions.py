@@ -59,6 +59,11 @@ async def cancel(svc: Services, owner: str, ref: str) -> dict[str, Any]:
     )
     if not applied.decision.applied:
         raise Conflict(f"the task has already ended {applied.task['status']}")
+    if task["status"] == Status.NOT_START:
+        # A queued task leaves the queue at once (one being sent now is its sender's to drop).
+        queued = await svc.store.submission(task["id"])
+        if queued is not None and (queued.lease_until or 0.0) <= time.time():
+            await svc.store.finish_submission(task["id"])
     return {**applied.task, "provider_cancelled": confirmed, "provider_cancel_detail": detail}
 
 

@@ -22,7 +22,7 @@ from service.providers import simulator_key
 from service.security.ssrf import Resolver
 from service.services import SIMULATOR_PREFIX, open_services, start_following
 from service.simulator import Simulator
-from service.web import callbacks, dashboard, endpoints, openapi, ops, stream, tasks
+from service.web import callbacks, dashboard, endpoints, mj, openapi, ops, stream, tasks
 from service.web.guard import Guard
 from service.web.problems import on_http_error, on_jobhook_error, on_unexpected
 from service.web.requests import RequestId, is_loopback
@@ -142,6 +142,7 @@ def create_app(
         *ops.routes,
         *openapi.routes,
         *dashboard.routes,
+        *mj.routes,
     ]
     if simulator is not None:
         routes.append(Mount(SIMULATOR_PREFIX, app=_LoopbackOnly(simulator.app)))

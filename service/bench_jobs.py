@@ -4,7 +4,8 @@ run, in one table (service/bench_report.py).
 Jobs: `ingest` (signed callbacks vs bare Starlette), `lookup` (GET /v1/tasks/{id} over 100k
 tasks vs a bare route), `scale` (1,000,000 tasks vs 1,000: lookups, the first list page, bytes
 per task, RSS), `poll` (2,000 live APIMart tasks at the poller's pace), `deliver` (the outbox
-drain vs a raw httpx loop); `all` is every one. `--store postgres` (or `both`) runs them on a
+drain vs a raw httpx loop), `queue` (1,000 queued imagines at a simulator's concurrency cap vs
+jobs x duration / cap); `all` is every one. `--store postgres` (or `both`) runs them on a
 fresh PostgreSQL database each, dropped afterwards.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from service.bench_report import Figure, Options, machine, table
 
-JOBS = ("ingest", "lookup", "scale", "poll", "deliver")
+JOBS = ("ingest", "lookup", "scale", "poll", "deliver", "queue")
 #: jobs that need wrk on PATH
 WRK_JOBS = frozenset({"ingest", "lookup", "scale"})
 
@@ -82,6 +83,10 @@ def _runner(job: str) -> Callable[[Options], list[Figure]]:
 
         # On PostgreSQL the API and two `jobhook worker` processes share the polling.
         return lambda opts: run_poll(opts, workers=2 if opts.store == "postgres" else 1)
+    if job == "queue":
+        from service.bench_queue import run_queue
+
+        return run_queue
     from service.bench_deliver import run_deliver
 
     return run_deliver

@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -167,6 +167,38 @@ def _worker_public_url(settings: Settings) -> str:
     return "http://127.0.0.1:8000"
 
 
+def _metrics_server(services: Any, sock: socket.socket) -> tuple[Any, asyncio.Task[None]]:
+    """A worker's /metrics (and /healthz) on its own port: the same handler as the web
+    process's, so the same JOBHOOK_METRICS_TOKEN rule; its counters are this worker's."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from service.web import ops
+
+    app = Starlette(
+        routes=[
+            Route("/metrics", ops.metrics, methods=["GET"]),
+            Route("/healthz", ops.healthz, methods=["GET"]),
+        ]
+    )
+    app.state.services = services
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # The worker handles SIGTERM itself (and stops this server): uvicorn must not
+            # take the signal from it.
+            yield
+
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+    server = Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    host, port = sock.getsockname()[:2]
+    log.info("worker.metrics", url=f"http://{host}:{port}/metrics")
+    return server, serving
+
+
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
@@ -175,6 +207,10 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     full = _prepare(settings)
     public_url = _worker_public_url(full)
+    # Its own /metrics (JOBHOOK_METRICS_PORT): the poll and delivery counters live here.
+    metrics_sock = (
+        _listen(full.metrics_host, full.metrics_port) if full.metrics_port is not None else None
+    )
     log.info("worker.starting", public_url=public_url)
 
     async def run() -> int:
@@ -187,6 +223,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         async with open_services(full, public_url=public_url) as services:
             workers = Workers(services)
             await workers.start()
+            metrics = _metrics_server(services, metrics_sock) if metrics_sock else None
             # On a shared store (PostgreSQL), web processes' commits wake these workers at once.
             following = (
                 await start_following(services.store, services.hub)
@@ -194,6 +231,10 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
                 else None
             )
             await stop.wait()
+            if metrics is not None:
+                server, serving = metrics
+                server.should_exit = True
+                await serving
             if following is not None:
                 following.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -278,9 +319,9 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _bench_job(value: str) -> str:
     """A `jobhook bench` job name (argparse's `choices` refuses an empty `nargs="*"`)."""
-    if value not in ("all", "ingest", "lookup", "scale", "poll", "deliver"):
+    if value not in ("all", "ingest", "lookup", "scale", "poll", "deliver", "queue"):
         raise argparse.ArgumentTypeError(
-            f"invalid job {value!r} (choose from all, ingest, lookup, scale, poll, deliver)"
+            f"invalid job {value!r} (choose from all, ingest, lookup, scale, poll, deliver, queue)"
         )
     return value
 
@@ -410,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="JOB",
         type=_bench_job,
-        help="all, ingest, lookup, scale, poll, deliver: one table (none: the ingest table)",
+        help="all, ingest, lookup, scale, poll, deliver, queue: one table (none: the ingest table)",
     )
     bench.add_argument(
         "--store",

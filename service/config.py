@@ -55,6 +55,8 @@ RECONCILE_RANGE = (1.0, 86400.0)
 SIMULATOR_STEP_RANGE = (0.001, 60.0)
 RATE_RANGE = (0.01, 100_000.0)
 POLL_CONCURRENCY_RANGE = (1, 4096)
+CONCURRENCY_RANGE = (0, 100_000)
+QUEUE_PER_OWNER_RANGE = (1, 10_000_000)
 #: Every provider name JOBHOOK_PROVIDER_RATES may name.
 RATED_PROVIDERS = (*PROVIDER_URLS, "simulator", "simulator-apimart", "simulator-vtrix")
 
@@ -107,11 +109,24 @@ class Settings:
     simulator_step: float = 1.0
     #: bearer token required to read /metrics and the details of /readyz; None: open
     metrics_token: str | None = None
+    #: `jobhook worker` serves /metrics on this port (JOBHOOK_METRICS_PORT); None: it does not
+    metrics_port: int | None = None
+    #: ... on this address (JOBHOOK_METRICS_HOST; beyond loopback only with a metrics token)
+    metrics_host: str = "127.0.0.1"
     #: requests per second per provider (submissions, polls and modal calls share it), where
     #: set; the rest use service/providers/rates.py's defaults
     provider_rates: Mapping[str, float] = field(default_factory=dict)
     #: polls in flight at once in one worker process, over all providers
     poll_concurrency: int = 64
+    #: jobs in flight at a provider (submitted, not terminal), over every process, where set
+    #: (JOBHOOK_<PROVIDER>_CONCURRENCY); unset: no cap of jobhook's own
+    provider_concurrency: Mapping[str, int] = field(default_factory=dict)
+    #: tasks one owner may have waiting in one provider's submission queue (beyond: 429)
+    queue_per_owner: int = 1000
+
+    def concurrency(self, provider: str) -> int | None:
+        """The most jobs in flight at `provider` (None: no cap)."""
+        return self.provider_concurrency.get(provider)
 
     @classmethod
     def from_env(
@@ -301,6 +316,21 @@ def _count(values: Mapping[str, str], name: str, default: int, *, within: tuple[
     if number is None or not low <= number <= high:
         raise ConfigError(f"{name}: expected a whole number from {low} to {high}, got {_show(raw)}")
     return number
+
+
+def concurrency_variable(provider: str) -> str:
+    """JOBHOOK_APIMART_CONCURRENCY, JOBHOOK_SIMULATOR_APIMART_CONCURRENCY, ..."""
+    return f"JOBHOOK_{provider.upper().replace('-', '_')}_CONCURRENCY"
+
+
+def _concurrency(values: Mapping[str, str]) -> dict[str, int]:
+    """JOBHOOK_<PROVIDER>_CONCURRENCY per provider, where set (0 or empty: no cap)."""
+    found: dict[str, int] = {}
+    for provider in RATED_PROVIDERS:
+        cap = _count(values, concurrency_variable(provider), 0, within=CONCURRENCY_RANGE)
+        if cap:
+            found[provider] = cap
+    return found
 
 
 def _rates(raw: str) -> dict[str, float]:
@@ -521,6 +551,21 @@ def _parse(values: Mapping[str, str]) -> Settings:
     metrics_token = _text(values, "JOBHOOK_METRICS_TOKEN") or None
     if metrics_token is not None:
         _token("JOBHOOK_METRICS_TOKEN", metrics_token, minimum=MIN_METRICS_TOKEN_CHARS)
+    metrics_port = _count(values, "JOBHOOK_METRICS_PORT", 0, within=(0, 65535)) or None
+    metrics_host = _text(values, "JOBHOOK_METRICS_HOST") or "127.0.0.1"
+    if metrics_host != "localhost":
+        try:
+            ipaddress.ip_address(metrics_host)
+        except ValueError:
+            raise ConfigError(
+                f"JOBHOOK_METRICS_HOST: expected an IP address, got {_show(metrics_host)}"
+            ) from None
+    if metrics_token is None and not (
+        metrics_host == "localhost" or ipaddress.ip_address(metrics_host).is_loopback
+    ):
+        raise ConfigError(
+            "JOBHOOK_METRICS_HOST: beyond loopback, /metrics needs JOBHOOK_METRICS_TOKEN"
+        )
     return Settings(
         database_url=database_url,
         api_keys=api_keys,
@@ -546,8 +591,14 @@ def _parse(values: Mapping[str, str]) -> Settings:
         simulator=simulator,
         simulator_step=_seconds(values, "JOBHOOK_SIMULATOR_STEP", 1.0, within=SIMULATOR_STEP_RANGE),
         metrics_token=metrics_token,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
         provider_rates=_rates(_text(values, "JOBHOOK_PROVIDER_RATES")),
         poll_concurrency=_count(
             values, "JOBHOOK_POLL_CONCURRENCY", 64, within=POLL_CONCURRENCY_RANGE
+        ),
+        provider_concurrency=_concurrency(values),
+        queue_per_owner=_count(
+            values, "JOBHOOK_QUEUE_PER_OWNER", 1000, within=QUEUE_PER_OWNER_RANGE
         ),
     )

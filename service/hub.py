@@ -24,6 +24,9 @@ class Hub:
         self.poll_listeners: list[Callable[[float], None]] = []
         #: called when outbox rows were written (the deliverer sleeps until one is due)
         self.delivery_listeners: list[Callable[[], None]] = []
+        #: called when a task was queued for submission, or a task ended (a provider slot
+        #: may be free): the submitter sleeps until one
+        self.submit_listeners: list[Callable[[], None]] = []
 
     def poll_scheduled(self, due: float) -> None:
         for wake in self.poll_listeners:
@@ -31,6 +34,10 @@ class Hub:
 
     def deliveries_written(self) -> None:
         for wake in self.delivery_listeners:
+            wake()
+
+    def submissions_queued(self) -> None:
+        for wake in self.submit_listeners:
             wake()
 
     def publish(self, task: dict[str, Any], owner: str) -> None:
@@ -43,6 +50,8 @@ class Hub:
             self._published.popitem(last=False)
         for waiter in self._waiters.pop(task["id"], ()):
             waiter.set()
+        if task["finished_at"] is not None:  # a provider slot may be free
+            self.submissions_queued()
         for queue, reader in self._streams.items():
             if reader == owner and queue.qsize() < 1000:  # a stuck reader loses updates, not memory
                 queue.put_nowait(task)

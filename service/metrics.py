@@ -14,6 +14,7 @@ LabelValues = tuple[str, ...]
 INGEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 #: Seconds a poll ran after its due time.
 POLL_LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+SUBMIT_WAIT_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 
 
 def _labels(names: Sequence[str], values: LabelValues) -> str:
@@ -115,6 +116,16 @@ class Metrics:
             "How late each poll ran against its due time (this process's poller).",
             POLL_LAG_BUCKETS,
         )
+        self.submissions = Counter(
+            "jobhook_queued_submissions_total",
+            "Attempts at sending a queued task, by provider and result.",
+            ("provider", "result"),
+        )
+        self.submit_wait = Histogram(
+            "jobhook_submit_wait_seconds",
+            "How long a queued task waited before its provider took it (this process's sends).",
+            SUBMIT_WAIT_BUCKETS,
+        )
 
     def render(self, gauges: Iterable[str]) -> str:
         lines: list[str] = []
@@ -128,5 +139,7 @@ class Metrics:
             lines += metric.render()
         lines += self.ingest_seconds.render()
         lines += self.poll_lag.render()
+        lines += self.submissions.render()
+        lines += self.submit_wait.render()
         lines += gauges
         return "\n".join(lines) + "\n"

@@ -2,12 +2,19 @@
 
 The task row exists (NOT_START) before the provider is called, so a callback that beats the
 provider's HTTP answer finds its task; the submission itself is ingested like any observation.
+
+Every accepted task goes through the durable submission queue (issue 13): when the provider has
+room (nothing queued ahead, fewer jobs in flight than JOBHOOK_<PROVIDER>_CONCURRENCY, its rate
+free) the request takes a slot and sends at once, as before; otherwise, or when the provider
+answers 429 / refuses the connection, the task waits queued (NOT_START, `queued: true`) and the
+submitter worker (workers/submitter.py) sends it in turn through `submit_queued`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,11 +48,14 @@ from service.providers.client import send
 from service.security.ssrf import UnsafeURL, check_fetch_urls
 from service.security.urls import MAX_URL_CHARS, BadURL, parse_url
 from service.services import Services
-from service.store.base import Applied, IdempotencyKey, NewTask
+from service.store.base import Applied, IdempotencyKey, NewTask, SubmitClaim
+from service.web.limits import TooManyRequests
 
 FIELDS = frozenset(
     {"provider", "action", "params", "parent_id", "callback_url", "callback_events", "metadata"}
 )
+#: Retry-After of a 429 to an owner whose queue for a provider is full.
+QUEUE_FULL_RETRY_AFTER = 30
 #: Attempts at a submission that failed in a way that is safe to resend.
 SUBMIT_ATTEMPTS = 3
 #: The longest Retry-After a submission waits out before answering; longer is passed on.
@@ -53,6 +63,14 @@ MAX_SUBMIT_WAIT = 5.0
 #: Params that name a provider task made outside jobhook (APIMart, Apiframe, Vtrix spellings).
 EXTERNAL_PARENT_PARAMS = ("task_id", "parent_job_id", "job_id")
 MAX_METADATA_BYTES = 16 * 1024
+#: Seconds a submission holds its provider slot (and the task) before another worker may take
+#: the task again: longer than any one submission's attempts take.
+SUBMIT_LEASE = 180.0
+#: A provider whose rate is booked further ahead than this is not sent to inline: queued.
+SOON = 1.0
+#: Backoff between a queued task's attempts: first, and the most.
+RETRY_FIRST = 1.0
+RETRY_MOST = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,6 +220,13 @@ async def submit(
         except UnsafeURL as exc:
             raise ValidationFailed("callback_url", exc.reason) from None
 
+    waiting = await svc.store.queued_for(owner, provider.name)
+    if waiting >= svc.settings.queue_per_owner:
+        raise TooManyRequests(
+            f"{waiting} of your tasks already wait for {provider.name} (at most "
+            f"{svc.settings.queue_per_owner}, JOBHOOK_QUEUE_PER_OWNER); retry later",
+            retry_after=QUEUE_FULL_RETRY_AFTER,
+        )
     task_id = new_id("task")
     task, created = await svc.store.create_task(
         NewTask(
@@ -218,6 +243,11 @@ async def submit(
         idempotency=idempotency,
     )
     if not created:
+        pending = None
+        if task["status"] == Status.NOT_START:
+            pending = await svc.store.submission(task["id"])
+        if pending is not None and (pending.lease_until or 0.0) <= time.time():
+            return task, False  # waiting in the queue: the replay answers with it as it is
         if task["status"] == Status.NOT_START:
             raise Conflict(
                 "a request with this Idempotency-Key is still being submitted; retry shortly",
@@ -225,6 +255,31 @@ async def submit(
             )
         return task, False
 
+    queued = {
+        "action": req.action,
+        "params": params,
+        "parent": None
+        if parent is None
+        else {
+            "provider_task_id": parent.provider_task_id,
+            "action": parent.action,
+            "params": parent.params,
+        },
+    }
+    now = time.time()
+    if not await svc.store.enqueue(
+        task_id,
+        provider=provider.name,
+        owner=owner,
+        request=queued,
+        now=now,
+        cap=svc.settings.concurrency(provider.name),
+        lease=SUBMIT_LEASE,
+        send_now=provider.name not in svc.rates.busy(SOON),
+    ):
+        svc.hub.submissions_queued()
+        log.info("task.queued", task_id=task_id, provider=provider.name, action=req.action)
+        return task, True
     callback_url = svc.callback_url(provider.name, task_id) if provider.supports_callbacks else None
     request = provider.build_submit(
         req.action, params, parent=parent, callback_url=callback_url, idempotency_key=task_id
@@ -233,10 +288,21 @@ async def submit(
         submitted = await _send(svc, provider, request)
     except ProviderRejected as exc:
         await svc.ingest(task_id, _refused("provider_rejected", exc.detail, exc.provider_code))
+        await svc.store.finish_submission(task_id)
         exc.extra["task_id"] = task_id
         raise
     except ProviderUnavailable as exc:
+        if _refused_for_now(exc) or provider.idempotent_submit:
+            # Not taken (or safe to resend): the task waits in the queue for the submitter.
+            wait = exc.retry_after if exc.retry_after is not None else RETRY_FIRST
+            await svc.store.release_submission(
+                task_id, due_at=time.time() + wait, last_answer=exc.detail, request=queued
+            )
+            svc.hub.submissions_queued()
+            log.info("task.queued", task_id=task_id, provider=provider.name, reason=exc.detail)
+            return task, True
         await svc.ingest(task_id, _refused("provider_unavailable", exc.detail, None))
+        await svc.store.finish_submission(task_id)
         exc.extra["task_id"] = task_id
         raise
     # The provider has the task (and may bill for it): record that even if this request is
@@ -249,6 +315,7 @@ async def submit(
             schedule.after_submit(provider, svc.settings.reconcile_after, time.time()),
         )
     )
+    await svc.store.finish_submission(task_id)
     log.info(
         "task.submitted",
         task_id=task_id,
@@ -258,6 +325,137 @@ async def submit(
         parent_id=task["parent_id"],
     )
     return applied.task, True
+
+
+def _refused_for_now(exc: ProviderUnavailable) -> bool:
+    """The provider did not take the request (a 429, or it never arrived): safe to resend."""
+    return not exc.reached or isinstance(exc, ProviderBusy)
+
+
+def retry_delay(attempts: int, rng: random.Random, retry_after: float | None) -> float:
+    """Seconds before a queued task's next attempt: exponential backoff with +-20% jitter,
+    never sooner than the provider's Retry-After."""
+    backoff = min(RETRY_MOST, RETRY_FIRST * 2 ** max(0, attempts - 1))
+    backoff *= rng.uniform(0.8, 1.2)
+    return float(max(backoff, retry_after or 0.0))
+
+
+async def submit_queued(
+    svc: Services,
+    provider: Provider,
+    claim: SubmitClaim,
+    *,
+    clock: Any = time.time,
+    rng: random.Random | None = None,
+) -> str:
+    """One attempt at a queued task the submitter claimed; returns what came of it (submitted,
+    requeued, or the error code it ended with). Every ending goes through ingest."""
+    rng = rng or random.Random()
+    task = await svc.store.get_task(claim.task_id, owner=None)
+    if task is None or task["status"] != Status.NOT_START:
+        await svc.store.finish_submission(claim.task_id)  # ended meanwhile (cancel, timer)
+        return "gone"
+    timeout = svc.settings.submit_timeout
+    deadline = claim.queued_at + timeout
+    if claim.reclaimed and not provider.idempotent_submit:
+        return await _end(
+            svc,
+            claim,
+            "submit_unknown",
+            f"jobhook stopped while sending the task to {provider.name}: {provider.name} may "
+            "or may not have it, and it takes no idempotency key, so the task is not sent again",
+        )
+    req = claim.request
+    if not req.get("action"):  # sent inline by a process that stopped before it answered
+        return await _end(
+            svc,
+            claim,
+            "submit_interrupted",
+            f"jobhook stopped while sending the task to {provider.name}; it may or may not have it",
+        )
+    if clock() >= deadline:
+        return await _end(svc, claim, "submit_timeout", timed_out(timeout, claim.last_answer))
+    parent = Parent(**req["parent"]) if req.get("parent") else None
+    callback_url = (
+        svc.callback_url(provider.name, claim.task_id) if provider.supports_callbacks else None
+    )
+    request = provider.build_submit(
+        req["action"],
+        req["params"],
+        parent=parent,
+        callback_url=callback_url,
+        idempotency_key=claim.task_id,
+    )
+    bucket = svc.rates.bucket(provider.name)
+    await bucket.take()
+    response = None
+    try:
+        response = await send(svc.http, provider, request)
+        submitted = provider.parse_submit(response)
+    except ProviderRejected as exc:
+        return await _end(
+            svc, claim, "provider_rejected", exc.detail, provider_code=exc.provider_code
+        )
+    except ProviderUnavailable as exc:
+        if response is not None and exc.retry_after:
+            bucket.hold(exc.retry_after)
+        refused = _refused_for_now(exc) or (response is not None and response.status_code == 429)
+        if not (refused or provider.idempotent_submit):
+            return await _end(
+                svc,
+                claim,
+                "submit_unknown",
+                f"{provider.name} gave no clear answer ({exc.detail}): it may or may not have "
+                "the task, and it takes no idempotency key, so the task is not sent again",
+            )
+        wait = retry_delay(claim.attempts, rng, exc.retry_after)
+        if clock() + wait >= deadline:
+            return await _end(svc, claim, "submit_timeout", timed_out(timeout, exc.detail))
+        await svc.store.release_submission(
+            claim.task_id, due_at=clock() + wait, last_answer=exc.detail
+        )
+        log.info(
+            "task.requeued",
+            task_id=claim.task_id,
+            provider=provider.name,
+            attempts=claim.attempts,
+            retry_in=round(wait, 2),
+            reason=exc.detail,
+        )
+        return "requeued"
+    await asyncio.shield(
+        _record_accepted(
+            svc,
+            claim.task_id,
+            submitted,
+            schedule.after_submit(provider, svc.settings.reconcile_after, time.time()),
+        )
+    )
+    await svc.store.finish_submission(claim.task_id)
+    log.info(
+        "task.submitted",
+        task_id=claim.task_id,
+        provider=provider.name,
+        provider_task_id=submitted.provider_task_id,
+        action=req["action"],
+        attempts=claim.attempts,
+        queued_seconds=round(clock() - claim.queued_at, 3),
+    )
+    return "submitted"
+
+
+def timed_out(timeout: float, last: str | None) -> str:
+    return f"the provider did not accept the task within {timeout:g} s (JOBHOOK_SUBMIT_TIMEOUT)" + (
+        f"; its last answer: {last}" if last else ""
+    )
+
+
+async def _end(
+    svc: Services, claim: SubmitClaim, code: str, message: str, *, provider_code: str | None = None
+) -> str:
+    await svc.ingest(claim.task_id, _refused(code, message, provider_code))
+    await svc.store.finish_submission(claim.task_id)
+    return code
 
 
 async def _send(svc: Services, provider: Provider, request: ProviderRequest) -> Submitted:

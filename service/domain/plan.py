@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 
 from service.domain.ids import new_id
+from service.domain.mj import mj_task
+from service.domain.mj import notifies as mj_notifies
 from service.domain.models import (
     MODAL_CALL_LEASE,
     RAW_LIMIT,
@@ -283,6 +285,9 @@ def announce(
     if not targets:
         return ()
     payload = orjson.dumps({"type": event_type, "timestamp": now, "data": task}).decode()
+    # A midjourney-proxy notifyHook (a task submitted through /mj) is sent that project's task
+    # shape instead; the same outbox, retries, ordering, signing and guard carry it.
+    hook = orjson.dumps(mj_task(task)).decode() if mj_notifies(task) else payload
     return tuple(
         OutboxRow(
             id=new_id("msg"),
@@ -292,7 +297,7 @@ def announce(
             url=url,
             event_type=event_type,
             sequence=task["sequence"],
-            payload=payload,
+            payload=hook if subscriber == "task" else payload,
             next_attempt_at=now_epoch,
             created_at=now,
         )

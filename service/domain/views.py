@@ -38,6 +38,8 @@ def task_view(row: Row) -> dict[str, Any]:
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
         "finished_at": row["finished_at"],
+        #: accepted, waiting for its provider to take it (the submission queue, issue 13)
+        "queued": row["status"] == "NOT_START",
     }
 
 

@@ -141,6 +141,16 @@ class Simulator:
         """A uuid4 from the seeded generator, so a seeded simulator hands out the same ids."""
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
+    def running(self, family: str) -> int:
+        """Jobs a simulated provider (apiframe, apimart, vtrix) runs now: created, not ended."""
+        if family == "apiframe":
+            return sum(j.status in ("QUEUED", "PROCESSING") for j in self.apiframe.jobs.values())
+        if family == "apimart":
+            live = ("NOT_START", "SUBMITTED", "IN_PROGRESS", "MODAL")
+            return sum(j.status in live for j in self.apimart.jobs.values())
+        running = ("pending", "processing", "in_progress")
+        return sum(t.status in running for t in self.vtrix.tasks.values())
+
     async def tick(self) -> None:
         """One step of the clock."""
         await asyncio.sleep(self.step_seconds)

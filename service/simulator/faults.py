@@ -53,8 +53,18 @@ _SETTINGS: Final = frozenset(
         "modal_new_id",
         "modal_by_poll",
         "missing_paths",
+        "concurrency",
     }
 )
+#: The routes that create a job at each simulated provider (each takes one of its slots).
+SUBMIT_ROUTES: Final = {
+    "/v2/images/generate": "apiframe",
+    "/v2/images/midjourney/action": "apiframe",
+    "/v1/midjourney/generations": "apimart",
+    "/v1/midjourney/generations/{action}": "apimart",
+    "/model/v1/generation": "vtrix",
+}
+FAMILIES: Final = ("apiframe", "apimart", "vtrix")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,6 +133,13 @@ class Faults:
         #: two clients polling one task at once. A cluster's workers should never do that.
         self.overlaps = 0
         self._reading: Counter[str] = Counter()
+        #: jobs one account may run at once per simulated provider (apiframe, apimart, vtrix),
+        #: where set: a submission past it is answered 429, as the real providers do
+        self.concurrency: dict[str, int] = {}
+        #: the most jobs each simulated provider ever ran at once (what a test checks)
+        self.peak_running: Counter[str] = Counter()
+        #: submissions let through and not yet answered, per provider
+        self.admitting: Counter[str] = Counter()
 
     def take(self, path: str) -> str | None:
         """The API fault the request to `path` gets, if any; consumes it."""
@@ -183,6 +200,19 @@ class Faults:
             ):
                 raise ValueError("missing_paths must be a list of paths starting with /")
             changes["missing_paths"] = tuple(paths)
+        if "concurrency" in settings:
+            caps = settings["concurrency"]
+            if isinstance(caps, int) and not isinstance(caps, bool):
+                caps = dict.fromkeys(FAMILIES, caps)
+            if not isinstance(caps, dict) or not all(
+                name in FAMILIES and isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                for name, n in caps.items()
+            ):
+                raise ValueError(
+                    "concurrency must be a whole number, or {provider: number} for "
+                    f"{', '.join(FAMILIES)} (0: no cap)"
+                )
+            changes["concurrency"] = {name: n for name, n in caps.items() if n}
         if "callbacks" in settings:
             names = settings["callbacks"]
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -232,6 +262,11 @@ class FaultGate:
             faults.injected["missing_path"] += 1
             await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
             return
+        family = SUBMIT_ROUTES.get(template or "") if scope["method"] == "POST" else None
+        cap = faults.concurrency.get(family) if full and family else None
+        if family is not None and cap is not None:
+            await self._capped(family, cap, scope, receive, send)
+            return
         kind = faults.take(_inner_path(scope)) if full else None
         if kind == "rate_limit":
             retry_after = f"{faults.retry_after:g}"
@@ -263,6 +298,31 @@ class FaultGate:
             faults._reading[path] -= 1
             if not faults._reading[path]:
                 del faults._reading[path]
+
+    async def _capped(
+        self, family: str, cap: int, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A submission to a provider with a concurrency cap: 429 once `cap` jobs run (or are
+        being admitted), else on to the route (other faults are not applied to it)."""
+        faults = self.sim.faults
+        if self.sim.running(family) + faults.admitting[family] >= cap:
+            faults.injected["concurrency"] += 1
+            body = {
+                "code": 429,
+                "msg": f"concurrency limit: {cap} jobs running",
+                "error": "Too many requests",
+            }
+            await JSONResponse(body, status_code=429, headers={"Retry-After": "1"})(
+                scope, receive, send
+            )
+            return
+        faults.admitting[family] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            faults.admitting[family] -= 1
+            running = self.sim.running(family)
+            faults.peak_running[family] = max(faults.peak_running[family], running)
 
 
 def control_routes(sim: Simulator) -> list[Route]:

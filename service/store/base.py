@@ -74,6 +74,9 @@ class DeliveryResult:
     next_attempt_at: float
     http_status: int | None = None
     error: str | None = None
+    #: how long the attempt took, and the first bytes of the answer (the attempt's record)
+    duration_ms: float | None = None
+    response: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +93,37 @@ class PollClaim:
     #: the task has been through MODAL and left it (its modal call was made): APIMart's docs
     #: say to poll such a task at another endpoint
     after_modal: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitClaim:
+    """A queued task leased to this process for one submission attempt (issue 13)."""
+
+    task_id: str
+    provider: str
+    owner: str
+    #: when the task was accepted (epoch seconds): its submit timeout counts from here
+    queued_at: float
+    #: attempts so far, this one included
+    attempts: int
+    #: an earlier holder's lease ran out without an answer recorded: it may have sent the task
+    reclaimed: bool
+    #: what to send: {"action", "params", "parent"} (params as validated, base64 included)
+    request: dict[str, Any]
+    #: the provider's last answer that sent the task back to the queue
+    last_answer: str | None = None
+    #: until when the row is leased (None: waiting, not being sent)
+    lease_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueDepth:
+    """One provider's submission queue, for /metrics and /readyz."""
+
+    waiting: int
+    sending: int
+    #: epoch seconds the oldest queued task was accepted (None: the queue is empty)
+    oldest: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,6 +223,62 @@ class Store(Protocol):
 
     async def release_modal(self, task_id: str) -> None: ...
 
+    # -- the submission queue (issue 13) --------------------------------------------------------
+
+    async def enqueue(
+        self,
+        task_id: str,
+        *,
+        provider: str,
+        owner: str,
+        request: Mapping[str, Any],
+        now: float,
+        cap: int | None,
+        lease: float,
+        send_now: bool = True,
+    ) -> bool:
+        """Queue a new task for submission. True: it takes one of the provider's slots at once
+        (nothing queued ahead of it, fewer than `cap` in flight; the caller sends it under a
+        lease of `lease` s, and `request` is not kept); False: it waits for the submitter."""
+        ...
+
+    async def claim_submissions(
+        self, provider: str, now: float, *, cap: int | None, limit: int, lease: float
+    ) -> list[SubmitClaim]:
+        """Lease up to `limit` due queued tasks of `provider`, no more than its free slots
+        (`cap` minus jobs in flight, counted across processes), round-robin across owners."""
+        ...
+
+    async def release_submission(
+        self,
+        task_id: str,
+        *,
+        due_at: float,
+        last_answer: str | None,
+        request: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Back to the queue (the provider refused for now), due again at `due_at`; `request`
+        (what to send) is kept from now on if given (a task first sent inline has none kept)."""
+        ...
+
+    async def take_submission(self, task_id: str, now: float, *, lease: float) -> bool:
+        """Lease one queued task (not one leased already): True if taken."""
+        ...
+
+    async def finish_submission(self, task_id: str) -> None:
+        """The task left the queue (submitted, or ended): forget its row."""
+        ...
+
+    async def submission(self, task_id: str) -> SubmitClaim | None:
+        """The queue row of a task (None: not queued)."""
+        ...
+
+    async def queued_for(self, owner: str, provider: str) -> int:
+        """How many of `owner`'s tasks wait in `provider`'s queue."""
+        ...
+
+    async def queue_depths(self, now: float) -> dict[str, QueueDepth]: ...
+
     # -- notifications ------------------------------------------------------------------------
 
     async def create_endpoint(
@@ -223,6 +313,10 @@ class Store(Protocol):
     ) -> Page: ...
 
     async def retry_delivery(self, owner: str, delivery_id: str, now: float) -> dict[str, Any]: ...
+
+    async def get_delivery(self, owner: str, delivery_id: str) -> dict[str, Any] | None:
+        """One delivery with its signed body and its last attempts (`attempt_history`)."""
+        ...
 
     async def get_task(self, ref: str, *, owner: str | None) -> dict[str, Any] | None:
         """A task by jobhook id or provider task id; `owner=None` looks across owners."""

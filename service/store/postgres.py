@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -35,18 +35,23 @@ from service.store.base import (
     Page,
     Planner,
     PollClaim,
+    QueueDepth,
     Stats,
+    SubmitClaim,
     TaskQuery,
     TimerLimits,
 )
 from service.store.common import (
+    ATTEMPTS_KEPT,
     MODAL_CALL_LEASE,
     decode_cursor,
+    delivery_detail,
     delivery_view,
     encode_cursor,
     endpoint_view,
+    submit_claim,
 )
-from service.store.postgres_db import POOL_SIZE, Database, Query, composed
+from service.store.postgres_db import POOL_SIZE, Database, Query, composed, run
 
 #: Above every id (ids are ASCII, compared bytewise): the cursor of a first page.
 _TOP = "\U0010ffff"
@@ -196,6 +201,111 @@ class PostgresStore:
         restart, and callbacks missed while jobhook was down are caught up."""
         return await self.db.execute("reschedule_unfinished", now=now, spread=spread)
 
+    async def enqueue(
+        self,
+        task_id: str,
+        *,
+        provider: str,
+        owner: str,
+        request: Mapping[str, Any],
+        now: float,
+        cap: int | None,
+        lease: float,
+        send_now: bool = True,
+    ) -> bool:
+        async with self.db.transaction() as conn:
+            await run(conn, "queue_lock", provider=provider)
+            room = await run(conn, "queue_room", provider=provider, now=now)
+            admitted = (
+                send_now
+                and room["waiting"] == 0
+                and (cap is None or room["started"] + room["sending"] < cap)
+            )
+            await run(
+                conn,
+                "queue_insert",
+                task_id=task_id,
+                provider=provider,
+                owner=owner,
+                now=now,
+                lease_until=now + lease if admitted else None,
+                # sent at once: nothing kept (see the SQLite store)
+                request="{}" if admitted else orjson.dumps(request).decode(),
+            )
+        return bool(admitted)
+
+    async def claim_submissions(
+        self, provider: str, now: float, *, cap: int | None, limit: int, lease: float
+    ) -> list[SubmitClaim]:
+        claims: list[SubmitClaim] = []
+        async with self.db.transaction() as conn:
+            await run(conn, "queue_lock", provider=provider)
+            room = await run(conn, "queue_room", provider=provider, now=now)
+            if cap is not None:
+                limit = min(limit, cap - room["started"] - room["sending"])
+            for n in range(max(0, min(limit, room["waiting"]))):
+                found = await run(conn, "queue_next", provider=provider, now=now)
+                if found is None:
+                    break
+                reclaimed = found["lease_until"] is not None
+                row = await run(
+                    conn,
+                    "queue_claim",
+                    task_id=found["task_id"],
+                    lease_until=now + lease,
+                    reclaimed=int(reclaimed),
+                )
+                await run(
+                    conn,
+                    "queue_turn",
+                    provider=provider,
+                    owner=found["owner"],
+                    served_at=now + n * 1e-6,
+                )
+                claims.append(submit_claim(row, reclaimed=reclaimed))
+        return claims
+
+    async def release_submission(
+        self,
+        task_id: str,
+        *,
+        due_at: float,
+        last_answer: str | None,
+        request: Mapping[str, Any] | None = None,
+    ) -> None:
+        await self.db.execute(
+            "queue_release",
+            task_id=task_id,
+            due_at=due_at,
+            last_answer=last_answer,
+            request=None if request is None else orjson.dumps(request).decode(),
+        )
+
+    async def take_submission(self, task_id: str, now: float, *, lease: float) -> bool:
+        taken = await self.db.execute(
+            "queue_take", task_id=task_id, now=now, lease_until=now + lease
+        )
+        return taken == 1
+
+    async def finish_submission(self, task_id: str) -> None:
+        await self.db.execute("queue_delete", task_id=task_id)
+
+    async def submission(self, task_id: str) -> SubmitClaim | None:
+        row = await self.db.fetchrow("queue_row", task_id=task_id)
+        return submit_claim(row, reclaimed=False) if row is not None else None
+
+    async def queued_for(self, owner: str, provider: str) -> int:
+        return int(await self.db.fetchval("queue_owner_depth", owner=owner, provider=provider))
+
+    async def queue_depths(self, now: float) -> dict[str, QueueDepth]:
+        rows = await self.db.fetch("queue_stats", now=now)
+        return {
+            r["provider"]: QueueDepth(
+                waiting=int(r["waiting"]), sending=int(r["sending"]), oldest=r["oldest"]
+            )
+            for r in rows
+        }
+
     async def get_task(self, ref: str, *, owner: str | None) -> dict[str, Any] | None:
         if "\x00" in ref:  # no task has one, and PostgreSQL text cannot hold it
             return None
@@ -279,6 +389,13 @@ class PostgresStore:
 
     async def retry_delivery(self, owner: str, delivery_id: str, now: float) -> dict[str, Any]:
         return await outbox.retry(self.db, owner, delivery_id, now)
+
+    async def get_delivery(self, owner: str, delivery_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetchrow("delivery_by_id", id=delivery_id, owner=owner)
+        if row is None:
+            return None
+        attempts = await self.db.fetch("delivery_attempts", id=delivery_id, keep=ATTEMPTS_KEPT)
+        return delivery_detail(row, attempts)
 
     async def changed_since(
         self, since: str, *, limit: int = 500

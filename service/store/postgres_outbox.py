@@ -17,6 +17,7 @@ from service.domain.ids import new_id
 from service.errors import NotFound
 from service.store.base import DeliveryClaim, DeliveryResult
 from service.store.common import (
+    ATTEMPTS_KEPT,
     ROTATION_OVERLAP,
     delivery_claim,
     delivery_view,
@@ -107,6 +108,9 @@ async def record(db: Database, claim: DeliveryClaim, result: DeliveryResult) -> 
         error=result.error,
         now=utcnow_iso(),
         at=result.at,
+        duration_ms=result.duration_ms,
+        response=result.response,
+        keep=ATTEMPTS_KEPT,
     )
     if claim.subscriber == "task" or result.status == "delivered":
         return False

@@ -361,14 +361,38 @@ WITH attempt AS (
            delivered_at = CASE WHEN :status = 'delivered' THEN :now ELSE delivered_at END
     WHERE id = :id
     RETURNING 1
+), logged AS (  -- the attempt's record (issue 15): the last :keep per delivery are kept
+    INSERT INTO delivery_attempts (delivery_id, attempt, at, duration_ms, http_status, response,
+                                   error)
+    VALUES (:id, :attempts, :now, :duration_ms, :http_status, :response, :error)
+    RETURNING 1
+), trimmed AS (  -- this statement's snapshot does not hold the row just logged: keep :keep - 1
+    DELETE FROM delivery_attempts WHERE delivery_id = :id AND id <= (
+        SELECT id FROM delivery_attempts WHERE delivery_id = :id
+        ORDER BY id DESC LIMIT 1 OFFSET :keep - 1)
+    RETURNING 1
 ), streak AS (
     UPDATE endpoints
     SET failing_since = CASE WHEN :status = 'delivered' THEN NULL
-                             ELSE coalesce(failing_since, :at) END
+                             ELSE coalesce(failing_since, :at) END,
+        attempts_ok = attempts_ok + CASE WHEN :status = 'delivered' THEN 1 ELSE 0 END,
+        attempts_failed = attempts_failed + CASE WHEN :status = 'delivered' THEN 0 ELSE 1 END,
+        last_failure_at = CASE WHEN :status = 'delivered' THEN last_failure_at ELSE :now END,
+        last_failure = CASE WHEN :status = 'delivered' THEN last_failure ELSE :error END
     WHERE id = :subscriber AND :subscriber <> 'task'
     RETURNING failing_since
 )
-SELECT (SELECT count(*) FROM attempt)::int AS recorded, (SELECT failing_since FROM streak);
+SELECT (SELECT count(*) FROM attempt)::int AS recorded, (SELECT failing_since FROM streak),
+       (SELECT count(*) FROM logged)::int AS logged, (SELECT count(*) FROM trimmed)::int AS trimmed;
+
+-- One delivery of an owner's (issue 15: GET /v1/deliveries/{id}).
+-- name: delivery_by_id
+SELECT * FROM outbox WHERE id = :id AND owner = :owner;
+
+-- A delivery's last :keep attempts, newest first (issue 15).
+-- name: delivery_attempts
+SELECT attempt, at, duration_ms, http_status, response, error FROM delivery_attempts
+WHERE delivery_id = :id ORDER BY id DESC LIMIT :keep;
 
 -- name: disable_endpoint
 WITH disabled AS (
@@ -396,13 +420,16 @@ AND task_id = :task_id
 -- name: list_deliveries_page
 ORDER BY id DESC LIMIT :limit
 
--- Send a delivery again (same webhook-id), whatever became of it: the row as it is now (a
--- pending one is already on its way, and is returned unchanged).
+-- Send a delivery again (same webhook-id), whatever became of it: the row as it is now. A
+-- delivered or dead one starts the schedule over; a pending one is due now, its attempts counted
+-- on (issue 15: "retry now"), unless an attempt is under way (leased): returned unchanged.
 -- name: retry_delivery
 WITH retried AS (
-    UPDATE outbox SET status = 'pending', next_attempt_at = :now, lease_until = NULL,
-           attempts = 0
-    WHERE id = :id AND owner = :owner AND status <> 'pending'
+    UPDATE outbox SET status = 'pending', next_attempt_at = least(next_attempt_at, :now),
+           lease_until = NULL,
+           attempts = CASE WHEN status = 'pending' THEN attempts ELSE 0 END
+    WHERE id = :id AND owner = :owner
+      AND (status <> 'pending' OR lease_until IS NULL OR lease_until <= :now)
     RETURNING *
 ), notified AS (  -- every process's deliverer hears of it
     SELECT pg_notify('jobhook', '{"d": 1}') FROM retried
@@ -411,3 +438,67 @@ SELECT retried.* FROM retried LEFT JOIN notified ON true
 UNION ALL
 SELECT * FROM outbox
 WHERE id = :id AND owner = :owner AND NOT EXISTS (SELECT 1 FROM retried);
+
+
+-- == The submission queue (issue 13) =============================================================
+
+-- Every claim and admission of a provider's slots holds this lock to the end of its
+-- transaction: the count of jobs in flight and the claims it allows are one step across
+-- processes, so a provider's concurrency holds however many workers run.
+-- name: queue_lock
+SELECT pg_advisory_xact_lock(hashtext('jobhook.submit.' || :provider::text));
+
+-- name: queue_insert
+INSERT INTO submit_queue (task_id, provider, owner, queued_at, due_at, lease_until, request)
+VALUES (:task_id, :provider, :owner, :now, :now, :lease_until, :request);
+
+-- name: queue_room
+SELECT (SELECT count(*) FROM tasks WHERE provider = :provider AND finished_at IS NULL
+          AND status IN ('SUBMITTED', 'IN_PROGRESS', 'MODAL'))::int AS started,
+       (SELECT count(*) FROM submit_queue WHERE provider = :provider
+          AND lease_until > :now)::int AS sending,
+       (SELECT count(*) FROM submit_queue WHERE provider = :provider
+          AND (lease_until IS NULL OR lease_until <= :now))::int AS waiting;
+
+-- name: queue_next
+SELECT q.task_id, q.owner, q.lease_until FROM submit_queue q
+LEFT JOIN submit_turns s ON s.provider = q.provider AND s.owner = q.owner
+WHERE q.provider = :provider AND q.due_at <= :now
+  AND (q.lease_until IS NULL OR q.lease_until <= :now)
+ORDER BY coalesce(s.served_at, 0), q.queued_at LIMIT 1;
+
+-- name: queue_claim
+UPDATE submit_queue SET lease_until = :lease_until, attempts = attempts + 1,
+       claimed = claimed + :reclaimed
+WHERE task_id = :task_id
+RETURNING *;
+
+-- name: queue_turn
+INSERT INTO submit_turns (provider, owner, served_at) VALUES (:provider, :owner, :served_at)
+ON CONFLICT (provider, owner) DO UPDATE SET served_at = excluded.served_at;
+
+-- name: queue_release
+UPDATE submit_queue SET lease_until = NULL, due_at = :due_at, last_answer = :last_answer,
+       request = coalesce(:request, request)
+WHERE task_id = :task_id;
+
+-- The timers take a queued task past its submit timeout this way before ending it: never
+-- one a submitter holds (is sending), and no submitter claims it from then on.
+-- name: queue_take
+UPDATE submit_queue SET lease_until = :lease_until
+WHERE task_id = :task_id AND (lease_until IS NULL OR lease_until <= :now);
+
+-- name: queue_delete
+DELETE FROM submit_queue WHERE task_id = :task_id;
+
+-- name: queue_row
+SELECT * FROM submit_queue WHERE task_id = :task_id;
+
+-- name: queue_owner_depth
+SELECT count(*)::int FROM submit_queue WHERE owner = :owner AND provider = :provider;
+
+-- name: queue_stats
+SELECT provider,
+       count(*) FILTER (WHERE lease_until IS NULL OR lease_until <= :now)::int AS waiting,
+       count(*) FILTER (WHERE lease_until > :now)::int AS sending, min(queued_at) AS oldest
+FROM submit_queue GROUP BY provider;

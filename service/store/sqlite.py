@@ -39,16 +39,21 @@ from service.store.base import (
     Page,
     Planner,
     PollClaim,
+    QueueDepth,
     Stats,
+    SubmitClaim,
     TaskQuery,
     TimerLimits,
 )
 from service.store.common import (
+    ATTEMPTS_KEPT,
     MODAL_CALL_LEASE,
     decode_cursor,
+    delivery_detail,
     delivery_view,
     encode_cursor,
     endpoint_view,
+    submit_claim,
 )
 from service.store.sqlite_writer import SQLiteWriter
 
@@ -240,6 +245,63 @@ def _claim_due_polls(
     ]
 
 
+def _enqueue(
+    conn: sqlite3.Connection,
+    task_id: str,
+    provider: str,
+    owner: str,
+    request: str,
+    now: float,
+    cap: int | None,
+    lease: float,
+    send_now: bool,
+) -> bool:
+    room = conn.execute(Q["queue_room"], {"provider": provider, "now": now}).fetchone()
+    admitted = (
+        send_now
+        and room["waiting"] == 0
+        and (cap is None or room["started"] + room["sending"] < cap)
+    )
+    conn.execute(
+        Q["queue_insert"],
+        {
+            "task_id": task_id,
+            "provider": provider,
+            "owner": owner,
+            "now": now,
+            "lease_until": now + lease if admitted else None,
+            # A task sent at once keeps nothing here (base64 images included): its request
+            # is kept only if it must wait after all (release_submission)
+            "request": "{}" if admitted else request,
+        },
+    )
+    return admitted
+
+
+def _claim_submissions(
+    conn: sqlite3.Connection, provider: str, now: float, cap: int | None, limit: int, lease: float
+) -> list[SubmitClaim]:
+    room = conn.execute(Q["queue_room"], {"provider": provider, "now": now}).fetchone()
+    if cap is not None:
+        limit = min(limit, cap - room["started"] - room["sending"])
+    claims: list[SubmitClaim] = []
+    for n in range(max(0, min(limit, room["waiting"]))):
+        found = conn.execute(Q["queue_next"], {"provider": provider, "now": now}).fetchone()
+        if found is None:
+            break
+        reclaimed = found["lease_until"] is not None
+        row = conn.execute(
+            Q["queue_claim"],
+            {"task_id": found["task_id"], "lease_until": now + lease, "reclaimed": int(reclaimed)},
+        ).fetchone()
+        conn.execute(
+            Q["queue_turn"],
+            {"provider": provider, "owner": found["owner"], "served_at": now + n * 1e-6},
+        )
+        claims.append(submit_claim(row, reclaimed=reclaimed))
+    return claims
+
+
 def _claim_modal(conn: sqlite3.Connection, task_id: str, now: float) -> bool:
     cursor = conn.execute(
         Q["claim_modal"],
@@ -417,6 +479,75 @@ class SQLiteStore:
         restart, and callbacks missed while jobhook was down are caught up."""
         return await self._writer.run(_reschedule_unfinished, now, spread)
 
+    async def enqueue(
+        self,
+        task_id: str,
+        *,
+        provider: str,
+        owner: str,
+        request: Mapping[str, Any],
+        now: float,
+        cap: int | None,
+        lease: float,
+        send_now: bool = True,
+    ) -> bool:
+        return await self._writer.run(
+            _enqueue,
+            task_id,
+            provider,
+            owner,
+            orjson.dumps(request).decode(),
+            now,
+            cap,
+            lease,
+            send_now,
+        )
+
+    async def claim_submissions(
+        self, provider: str, now: float, *, cap: int | None, limit: int, lease: float
+    ) -> list[SubmitClaim]:
+        return await self._writer.run(_claim_submissions, provider, now, cap, limit, lease)
+
+    async def release_submission(
+        self,
+        task_id: str,
+        *,
+        due_at: float,
+        last_answer: str | None,
+        request: Mapping[str, Any] | None = None,
+    ) -> None:
+        values = {
+            "task_id": task_id,
+            "due_at": due_at,
+            "last_answer": last_answer,
+            "request": None if request is None else orjson.dumps(request).decode(),
+        }
+        await self._writer.run(lambda conn: conn.execute(Q["queue_release"], values))
+
+    async def take_submission(self, task_id: str, now: float, *, lease: float) -> bool:
+        values = {"task_id": task_id, "now": now, "lease_until": now + lease}
+        cursor = await self._writer.run(lambda conn: conn.execute(Q["queue_take"], values))
+        return bool(cursor.rowcount == 1)
+
+    async def finish_submission(self, task_id: str) -> None:
+        await self._writer.run(lambda conn: conn.execute(Q["queue_delete"], {"task_id": task_id}))
+
+    async def submission(self, task_id: str) -> SubmitClaim | None:
+        rows = await self._fetch(Q["queue_row"], {"task_id": task_id})
+        return submit_claim(rows[0], reclaimed=False) if rows else None
+
+    async def queued_for(self, owner: str, provider: str) -> int:
+        return int(await self._value("queue_owner_depth", {"owner": owner, "provider": provider}))
+
+    async def queue_depths(self, now: float) -> dict[str, QueueDepth]:
+        rows = await self._fetch(Q["queue_stats"], {"now": now})
+        return {
+            r["provider"]: QueueDepth(
+                waiting=int(r["waiting"] or 0), sending=int(r["sending"] or 0), oldest=r["oldest"]
+            )
+            for r in rows
+        }
+
     async def get_task(self, ref: str, *, owner: str | None) -> dict[str, Any] | None:
         rows = await self._point(Q["get_task"], {"ref": ref, "owner": owner})
         return task_view(rows[0]) if rows else None
@@ -483,6 +614,15 @@ class SQLiteStore:
 
     async def retry_delivery(self, owner: str, delivery_id: str, now: float) -> dict[str, Any]:
         return await self._writer.run(outbox.retry, owner, delivery_id, now)
+
+    async def get_delivery(self, owner: str, delivery_id: str) -> dict[str, Any] | None:
+        rows = await self._fetch(Q["delivery_by_id"], {"id": delivery_id, "owner": owner})
+        if not rows:
+            return None
+        attempts = await self._fetch(
+            Q["delivery_attempts"], {"id": delivery_id, "keep": ATTEMPTS_KEPT}
+        )
+        return delivery_detail(rows[0], attempts)
 
     async def changed_since(
         self, since: str, *, limit: int = 500

@@ -16,6 +16,7 @@ from service.errors import NotFound
 from service.store import queries
 from service.store.base import DeliveryClaim, DeliveryResult
 from service.store.common import (
+    ATTEMPTS_KEPT,
     ROTATION_OVERLAP,
     delivery_claim,
     delivery_view,
@@ -120,6 +121,7 @@ def claim_due(
 
 def record(conn: sqlite3.Connection, claim: DeliveryClaim, result: DeliveryResult) -> bool:
     """Store an attempt's result; returns True if the endpoint was disabled by it."""
+    now = utcnow_iso()
     conn.execute(
         Q["record_delivery"],
         {
@@ -129,11 +131,33 @@ def record(conn: sqlite3.Connection, claim: DeliveryClaim, result: DeliveryResul
             "next_attempt_at": result.next_attempt_at,
             "last_status": result.http_status,
             "last_error": result.error,
-            "now": utcnow_iso(),
+            "now": now,
         },
     )
+    conn.execute(
+        Q["insert_delivery_attempt"],
+        {
+            "id": claim.id,
+            "attempt": claim.attempts + 1,
+            "at": now,
+            "duration_ms": result.duration_ms,
+            "http_status": result.http_status,
+            "response": result.response,
+            "error": result.error,
+        },
+    )
+    conn.execute(Q["trim_delivery_attempts"], {"id": claim.id, "keep": ATTEMPTS_KEPT})
     if claim.subscriber == "task":
         return False
+    conn.execute(
+        Q["count_endpoint_attempt"],
+        {
+            "id": claim.subscriber,
+            "ok": int(result.status == "delivered"),
+            "now": now,
+            "error": result.error,
+        },
+    )
     if result.status == "delivered":
         conn.execute(Q["endpoint_recovered"], {"id": claim.subscriber})
         return False
@@ -156,4 +180,4 @@ def retry(conn: sqlite3.Connection, owner: str, delivery_id: str, now: float) ->
     row = conn.execute(Q["delivery_by_id"], {"id": delivery_id, "owner": owner}).fetchone()
     if row is None:
         raise NotFound(f"no delivery {delivery_id}")
-    return delivery_view(row)  # a pending one (rowcount 0) is already on its way
+    return delivery_view(row)  # a leased one (rowcount 0) is being attempted now

@@ -342,11 +342,35 @@ UPDATE outbox SET status = :status, attempts = :attempts, next_attempt_at = :nex
        delivered_at = CASE WHEN :status = 'delivered' THEN :now ELSE delivered_at END
 WHERE id = :id;
 
--- Send a delivery again (same webhook-id), whatever became of it; a pending one is already on
--- its way and is left alone.
+-- One attempt's record (issue 15): the delivery page lists the last ATTEMPTS_KEPT of them.
+-- name: insert_delivery_attempt
+INSERT INTO delivery_attempts (delivery_id, attempt, at, duration_ms, http_status, response, error)
+VALUES (:id, :attempt, :at, :duration_ms, :http_status, :response, :error);
+
+-- Older attempts than the last :keep of a delivery: one index range of delivery_attempts.
+-- name: trim_delivery_attempts
+DELETE FROM delivery_attempts WHERE delivery_id = :id AND id <= (
+    SELECT id FROM delivery_attempts WHERE delivery_id = :id ORDER BY id DESC LIMIT 1 OFFSET :keep);
+
+-- name: delivery_attempts
+SELECT attempt, at, duration_ms, http_status, response, error FROM delivery_attempts
+WHERE delivery_id = :id ORDER BY id DESC LIMIT :keep;
+
+-- An endpoint's attempt counts and last failure (its success rate in the console).
+-- name: count_endpoint_attempt
+UPDATE endpoints SET attempts_ok = attempts_ok + :ok, attempts_failed = attempts_failed + 1 - :ok,
+       last_failure_at = CASE WHEN :ok = 1 THEN last_failure_at ELSE :now END,
+       last_failure = CASE WHEN :ok = 1 THEN last_failure ELSE :error END
+WHERE id = :id;
+
+-- Send a delivery again (same webhook-id), whatever became of it: a delivered or dead one starts
+-- the schedule over; a pending one is due now, its attempts counted on (issue 15: "retry now"),
+-- unless an attempt is under way (leased), which is left alone.
 -- name: retry_delivery
-UPDATE outbox SET status = 'pending', next_attempt_at = :now, lease_until = NULL, attempts = 0
-WHERE id = :id AND owner = :owner AND status != 'pending';
+UPDATE outbox SET status = 'pending', next_attempt_at = min(next_attempt_at, :now),
+       lease_until = NULL, attempts = CASE WHEN status = 'pending' THEN attempts ELSE 0 END
+WHERE id = :id AND owner = :owner
+  AND (status != 'pending' OR lease_until IS NULL OR lease_until <= :now);
 
 -- name: delivery_by_id
 SELECT * FROM outbox WHERE id = :id AND owner = :owner;
@@ -367,3 +391,64 @@ AND id < :cursor
 
 -- name: list_deliveries_end
 ORDER BY id DESC LIMIT :limit;
+
+
+-- == The submission queue (issue 13) =============================================================
+
+-- name: queue_insert
+INSERT INTO submit_queue (task_id, provider, owner, queued_at, due_at, lease_until, request)
+VALUES (:task_id, :provider, :owner, :now, :now, :lease_until, :request);
+
+-- A provider's jobs in flight (submitted, not terminal: tasks_unfinished_provider), the rows
+-- being sent now (each holds a slot), and the rows waiting their turn.
+-- name: queue_room
+SELECT (SELECT count(*) FROM tasks WHERE provider = :provider AND finished_at IS NULL
+          AND status IN ('SUBMITTED', 'IN_PROGRESS', 'MODAL')) AS started,
+       (SELECT count(*) FROM submit_queue WHERE provider = :provider
+          AND lease_until > :now) AS sending,
+       (SELECT count(*) FROM submit_queue WHERE provider = :provider
+          AND (lease_until IS NULL OR lease_until <= :now)) AS waiting;
+
+-- The next task to send, round-robin across owners: the owner served longest ago first, and
+-- its oldest task.
+-- name: queue_next
+SELECT q.task_id, q.owner, q.lease_until FROM submit_queue q
+LEFT JOIN submit_turns s ON s.provider = q.provider AND s.owner = q.owner
+WHERE q.provider = :provider AND q.due_at <= :now
+  AND (q.lease_until IS NULL OR q.lease_until <= :now)
+ORDER BY coalesce(s.served_at, 0), q.queued_at LIMIT 1;
+
+-- name: queue_claim
+UPDATE submit_queue SET lease_until = :lease_until, attempts = attempts + 1,
+       claimed = claimed + :reclaimed
+WHERE task_id = :task_id
+RETURNING *;
+
+-- name: queue_turn
+INSERT INTO submit_turns (provider, owner, served_at) VALUES (:provider, :owner, :served_at)
+ON CONFLICT (provider, owner) DO UPDATE SET served_at = excluded.served_at;
+
+-- name: queue_release
+UPDATE submit_queue SET lease_until = NULL, due_at = :due_at, last_answer = :last_answer,
+       request = coalesce(:request, request)
+WHERE task_id = :task_id;
+
+-- The timers take a queued task past its submit timeout this way before ending it: never
+-- one a submitter holds (is sending), and no submitter claims it from then on.
+-- name: queue_take
+UPDATE submit_queue SET lease_until = :lease_until
+WHERE task_id = :task_id AND (lease_until IS NULL OR lease_until <= :now);
+
+-- name: queue_delete
+DELETE FROM submit_queue WHERE task_id = :task_id;
+
+-- name: queue_row
+SELECT * FROM submit_queue WHERE task_id = :task_id;
+
+-- name: queue_owner_depth
+SELECT count(*) FROM submit_queue WHERE owner = :owner AND provider = :provider;
+
+-- name: queue_stats
+SELECT provider, sum(lease_until IS NULL OR lease_until <= :now) AS waiting,
+       sum(lease_until > :now) AS sending, min(queued_at) AS oldest
+FROM submit_queue GROUP BY provider;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import html
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -110,6 +111,19 @@ async def task_page(request: Request) -> Response:
     return _page("task.html", logout=_logout_form(request))
 
 
+def _console_page(name: str) -> Callable[[Request], Awaitable[Response]]:
+    """A console page (issue 15): deliveries, one delivery, endpoints. Like the task pages they
+    only read with the session cookie; a change (retry, create, rotate...) sends the API key,
+    which the page asks for when the cookie is refused."""
+
+    async def page(request: Request) -> Response:
+        if not _signed_in(request):
+            return RedirectResponse("/login", 303)
+        return _page(name, logout=_logout_form(request))
+
+    return page
+
+
 async def login_form(request: Request) -> Response:
     if _services(request).settings.dev_mode or _signed_in(request):
         return RedirectResponse("/", 303)
@@ -184,6 +198,10 @@ class _Hardened:
 routes: list[BaseRoute] = [
     Route("/", index, methods=["GET"]),
     Route("/tasks/{id}", task_page, methods=["GET"]),
+    Route("/deliveries", _console_page("deliveries.html"), methods=["GET"]),
+    Route("/deliveries/{id}", _console_page("delivery.html"), methods=["GET"]),
+    Route("/endpoints", _console_page("endpoints.html"), methods=["GET"]),
+    Route("/overview", _console_page("overview.html"), methods=["GET"]),
     Route("/login", login_form, methods=["GET"]),
     Route("/login", login, methods=["POST"]),
     Route("/logout", logout, methods=["POST"]),

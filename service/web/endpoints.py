@@ -111,8 +111,19 @@ async def list_deliveries(request: Request) -> Response:
     return JSON({"data": page.data, "next_cursor": page.next_cursor})
 
 
+async def get_delivery(request: Request) -> Response:
+    """One delivery: the exact body it signs and sends, and its last attempts."""
+    svc, owner = _svc(request)
+    only_params(request, ())
+    delivery = await svc.store.get_delivery(owner, request.path_params["id"])
+    if delivery is None:
+        raise NotFound(f"no delivery {request.path_params['id']}")
+    return JSON(delivery)
+
+
 async def retry_delivery(request: Request) -> Response:
-    """Send a delivery again with the same webhook-id (receivers dedupe on it)."""
+    """Send a delivery again with the same webhook-id (receivers dedupe on it); a pending one
+    is made due now, unless an attempt is under way."""
     svc, owner = _svc(request)
     only_params(request, ())
     delivery = await svc.store.retry_delivery(owner, request.path_params["id"], time.time())
@@ -128,5 +139,6 @@ routes = [
     Route("/v1/endpoints/{id}/enable", enable_endpoint, methods=["POST"]),
     Route("/v1/endpoints/{id}/rotate-secret", rotate_secret, methods=["POST"]),
     Route("/v1/deliveries", list_deliveries, methods=["GET"]),
+    Route("/v1/deliveries/{id}", get_delivery, methods=["GET"]),
     Route("/v1/deliveries/{id}/retry", retry_delivery, methods=["POST"]),
 ]

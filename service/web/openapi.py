@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from service import __version__
+from service.web import openapi_mj
 from service.web.openapi_paths import OPEN, OPERATIONS, Codes
 from service.web.openapi_schemas import SCHEMAS, ref
 from service.web.problems import JSON
@@ -75,8 +76,11 @@ def spec(*, dev_mode: bool = False, metrics_token: bool = False) -> dict[str, An
     """The document; `dev_mode` (no API keys: no auth, loopback only) and `metrics_token` (one
     is set) describe the running instance, whose security differs with them."""
     paths: dict[str, Any] = {}
-    for path, methods in OPERATIONS.items():
+    for path, methods in {**OPERATIONS, **openapi_mj.OPERATIONS}.items():
         paths[path] = {m: _operation(m, op, codes) for m, (op, codes) in methods.items()}
+        if path.startswith("/mj/") and not dev_mode:
+            for op in paths[path].values():
+                op["security"] = openapi_mj.SECURITY
     if metrics_token:
         paths["/metrics"]["get"]["security"] = [{"metrics": []}]
         paths["/readyz"]["get"]["security"] = [{}, {"metrics": []}]
@@ -96,9 +100,17 @@ def spec(*, dev_mode: bool = False, metrics_token: bool = False) -> dict[str, An
                     "scheme": "bearer",
                     "description": "JOBHOOK_METRICS_TOKEN",
                 },
+                "mjApiSecret": openapi_mj.SECURITY_SCHEME,
             },
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **openapi_mj.SCHEMAS},
         },
+        "tags": [
+            {
+                "name": openapi_mj.TAG,
+                "description": "A midjourney-proxy compatible front onto the same tasks "
+                "(README: Coming from midjourney-proxy)",
+            }
+        ],
         "paths": paths,
     }
     if dev_mode:

@@ -148,11 +148,13 @@ OPERATIONS: dict[str, dict[str, tuple[dict[str, Any], Codes]]] = {
     "/v1/tasks": {
         "post": _op(
             "createTask",
-            "Submit a task (sent to the provider before the answer)",
+            "Submit a task (sent at once when the provider has room, else queued; ?wait "
+            "answers once the provider took it)",
             {
                 "202": {
                     **TASK,
-                    "description": "Accepted: the task, submitted to the provider",
+                    "description": "Accepted: the task, submitted to the provider (SUBMITTED) "
+                    "or queued for it (NOT_START, queued: true)",
                     "links": TASK_LINKS,
                     "headers": {
                         **LOCATION,
@@ -168,10 +170,11 @@ OPERATIONS: dict[str, dict[str, tuple[dict[str, Any], Codes]]] = {
                 415,
                 422,
                 "4XX",
+                (429, "Too many of this owner's tasks wait for the provider; Retry-After"),
                 502,
                 BUSY,
             ),
-            params=(IDEMPOTENCY_KEY,),
+            params=(IDEMPOTENCY_KEY, WAIT),
             body="SubmitRequest",
         ),
         "get": _op(
@@ -329,10 +332,19 @@ OPERATIONS: dict[str, dict[str, tuple[dict[str, Any], Codes]]] = {
             ),
         )
     },
+    "/v1/deliveries/{id}": {
+        "get": _op(
+            "getDelivery",
+            "One delivery: its signed body and its last 20 attempts",
+            {"200": _json(ref("DeliveryDetail"), "The delivery")},
+            ((404, "No such delivery"), 422, 503),
+            params=(ID,),
+        )
+    },
     "/v1/deliveries/{id}/retry": {
         "post": _op(
             "retryDelivery",
-            "Send a delivery again (same webhook-id)",
+            "Send a delivery again (same webhook-id); a pending one is due now",
             {"202": _json(ref("Delivery"), "The delivery, pending")},
             ((404, "No such delivery"), 422, 503),
             params=(ID,),

@@ -156,6 +156,11 @@ TASK = _required_all(
             "created_at": DATE_TIME,
             "updated_at": DATE_TIME,
             "finished_at": nullable(DATE_TIME),
+            "queued": {
+                "type": "boolean",
+                "description": "accepted and waiting in jobhook's submission queue for the "
+                "provider to take it (status NOT_START): its concurrency, rate or a 429",
+            },
         },
     }
 )
@@ -320,6 +325,16 @@ ENDPOINT = _required_all(
             "disabled_reason": nullable(STRING),
             "disabled_at": nullable(DATE_TIME),
             "created_at": DATE_TIME,
+            "attempts_ok": {"type": "integer", "minimum": 0, "description": "2xx attempts"},
+            "attempts_failed": {"type": "integer", "minimum": 0, "description": "failed attempts"},
+            "success_rate": {
+                "type": ["number", "null"],
+                "minimum": 0,
+                "maximum": 1,
+                "description": "attempts_ok over all attempts (null before the first)",
+            },
+            "last_failure_at": nullable(DATE_TIME),
+            "last_failure": nullable(STRING),
             "secret": {"type": "string", "description": "whsec_...; only when created or rotated"},
         },
     },
@@ -343,9 +358,45 @@ DELIVERY = _required_all(
             "last_attempt_at": nullable(DATE_TIME),
             "delivered_at": nullable(DATE_TIME),
             "created_at": DATE_TIME,
+            "next_attempt_at": {
+                **nullable(DATE_TIME),
+                "description": "when the next attempt is due (pending only)",
+            },
         },
     }
 )
+
+DELIVERY_ATTEMPT = _required_all(
+    {
+        "type": "object",
+        "properties": {
+            "attempt": {"type": "integer", "minimum": 1},
+            "at": DATE_TIME,
+            "duration_ms": {"type": ["number", "null"]},
+            "http_status": {"type": ["integer", "null"]},
+            "response": {**nullable(STRING), "description": "the answer's first 512 bytes"},
+            "error": nullable(STRING),
+        },
+    }
+)
+
+DELIVERY_DETAIL = {
+    "allOf": [
+        ref("Delivery"),
+        {
+            "type": "object",
+            "required": ["body", "attempt_history"],
+            "properties": {
+                "body": {"type": "string", "description": "the exact body signed and sent"},
+                "attempt_history": {
+                    "type": "array",
+                    "items": ref("DeliveryAttempt"),
+                    "description": "the last 20 attempts, oldest first",
+                },
+            },
+        },
+    ]
+}
 
 CALLBACK_ANSWER = {
     "type": "object",
@@ -366,6 +417,8 @@ SCHEMAS: dict[str, Any] = {
     "EndpointRequest": ENDPOINT_REQUEST,
     "Endpoint": ENDPOINT,
     "Delivery": DELIVERY,
+    "DeliveryAttempt": DELIVERY_ATTEMPT,
+    "DeliveryDetail": DELIVERY_DETAIL,
     "CallbackAnswer": CALLBACK_ANSWER,
     "TaskPage": _page("Task"),
     "EventPage": _page("Event"),

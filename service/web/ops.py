@@ -56,8 +56,10 @@ async def readyz(request: Request) -> Response:
         await svc.store.ping()
         backlog = await svc.store.backlog(now)
         behind = await poll_behind(svc, now)
+        queues = await svc.store.queue_depths(now)
     except StoreUnavailable as exc:
         reason = exc.detail
+        queues = {}
     workers = getattr(request.app.state, "workers", None)
     if reason is None and workers is not None and not workers.alive:
         reason = "a worker loop has stopped"
@@ -82,6 +84,16 @@ async def readyz(request: Request) -> Response:
             "providers": sorted(svc.providers),
             "backlog": backlog,
             "poll_behind_seconds": round(behind, 1),
+            # the submission queue per provider: tasks waiting, being sent, the oldest's wait
+            "submit_queue": {
+                name: {
+                    "waiting": depth.waiting,
+                    "sending": depth.sending,
+                    "oldest_wait_seconds": round(now - depth.oldest, 1) if depth.oldest else 0.0,
+                    "concurrency": svc.settings.concurrency(name),
+                }
+                for name, depth in sorted(queues.items())
+            },
         }
     )
 
@@ -102,6 +114,7 @@ async def metrics(request: Request) -> Response:
     behind = await poll_behind(svc, now)
     batches, units = getattr(svc.store, "batches", (0, 0))
     rates = svc.rates.snapshot()
+    queues = sorted((await svc.store.queue_depths(now)).items())
     gauges = [
         *gauge(
             "jobhook_tasks",
@@ -127,6 +140,33 @@ async def metrics(request: Request) -> Response:
             "Seconds this process's requests waited for a provider's rate limit.",
             ("provider",),
             (((name,), round(waited, 3)) for name, _, waited in rates),
+        ),
+        *gauge(
+            "jobhook_submit_queue_depth",
+            "Tasks waiting in each provider's submission queue.",
+            ("provider",),
+            (((name,), depth.waiting) for name, depth in queues),
+        ),
+        *gauge(
+            "jobhook_submit_sending",
+            "Queued tasks being sent to each provider now (each holds one of its slots).",
+            ("provider",),
+            (((name,), depth.sending) for name, depth in queues),
+        ),
+        *gauge(
+            "jobhook_submit_queue_wait_seconds",
+            "Seconds the oldest task in each provider's submission queue has waited.",
+            ("provider",),
+            (
+                ((name,), round(now - depth.oldest, 3) if depth.oldest else 0.0)
+                for name, depth in queues
+            ),
+        ),
+        *gauge(
+            "jobhook_provider_concurrency",
+            "Most jobs in flight at each provider (JOBHOOK_<PROVIDER>_CONCURRENCY), where set.",
+            ("provider",),
+            (((name,), cap) for name, cap in sorted(svc.settings.provider_concurrency.items())),
         ),
         *gauge(
             "jobhook_deliveries",

@@ -19,7 +19,7 @@ from service.errors import NotFound, ValidationFailed
 from service.services import Services
 from service.store.base import IdempotencyKey, TaskQuery
 from service.submit import parse_submit, request_hash, submit
-from service.web.limits import slot
+from service.web.limits import TooManyRequests, slot
 from service.web.problems import JSON
 from service.web.requests import (
     authenticate,
@@ -56,7 +56,8 @@ def _services(request: Request) -> Services:
 async def create_task(request: Request) -> Response:
     svc = _services(request)
     owner = authenticate(request, svc.settings.api_keys)
-    only_params(request, ())
+    only_params(request, ("wait",))
+    wait = _wait_param(request)
     body = await read_json_object(request, svc.settings.max_upload_bytes)
     key = request.headers.get("idempotency-key")
     idempotency = None
@@ -64,7 +65,15 @@ async def create_task(request: Request) -> Response:
         if not 1 <= len(key) <= 255:
             raise ValidationFailed("Idempotency-Key", "expected 1 to 255 characters")
         idempotency = IdempotencyKey(key=key, request_hash=request_hash(body))
-    task, created = await submit(svc, owner, parse_submit(body), idempotency=idempotency)
+    try:
+        task, created = await submit(svc, owner, parse_submit(body), idempotency=idempotency)
+    except TooManyRequests as exc:  # the owner's queue for the provider is full
+        request.state.retry_after = exc.extra["retry_after"]
+        raise
+    if wait and task["status"] == Status.NOT_START:
+        # ?wait=S: answer once the provider took the task (or it ended), as before queueing
+        with slot(request, owner, "long-polls and event streams"):
+            task = await _wait_for_change(svc, task, owner, wait)
     headers = {"Location": f"/v1/tasks/{task['id']}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
@@ -79,18 +88,25 @@ async def get_task(request: Request) -> Response:
     task = await svc.store.get_task(ref, owner=owner)
     if task is None:
         raise NotFound(f"no task {ref}")
-    raw_wait = request.query_params.get("wait")
-    if raw_wait is not None:
-        if not _SECONDS.fullmatch(raw_wait):  # float() would take "1e1", "+1", " 1", "1_0"
-            raise ValidationFailed("wait", "expected a number of seconds, e.g. 30 or 2.5")
-        wait = float(raw_wait)
-        if not 0 <= wait <= MAX_WAIT:
-            raise ValidationFailed("wait", f"expected 0 to {MAX_WAIT:g} seconds")
-        if wait > 0 and task["status"] not in TERMINAL and task["status"] != Status.MODAL:
-            # a waiting request holds a connection: each owner gets a few (limits.Slots)
-            with slot(request, owner, "long-polls and event streams"):
-                task = await _wait_for_change(svc, task, owner, wait)
+    wait = _wait_param(request)
+    if wait > 0 and task["status"] not in TERMINAL and task["status"] != Status.MODAL:
+        # a waiting request holds a connection: each owner gets a few (limits.Slots)
+        with slot(request, owner, "long-polls and event streams"):
+            task = await _wait_for_change(svc, task, owner, wait)
     return JSON(task)
+
+
+def _wait_param(request: Request) -> float:
+    """`?wait=S` (0 when absent), checked."""
+    raw_wait = request.query_params.get("wait")
+    if raw_wait is None:
+        return 0.0
+    if not _SECONDS.fullmatch(raw_wait):  # float() would take "1e1", "+1", " 1", "1_0"
+        raise ValidationFailed("wait", "expected a number of seconds, e.g. 30 or 2.5")
+    wait = float(raw_wait)
+    if not 0 <= wait <= MAX_WAIT:
+        raise ValidationFailed("wait", f"expected 0 to {MAX_WAIT:g} seconds")
+    return wait
 
 
 async def _wait_for_change(

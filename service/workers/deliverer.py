@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import random
 import time
@@ -26,6 +27,7 @@ from service.security.signing import webhook_headers
 from service.security.ssrf import OutboundGuard, UnsafeURL, guarded_request
 from service.services import Services
 from service.store.base import DeliveryClaim, DeliveryResult
+from service.store.common import RESPONSE_KEPT
 
 SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 JITTER = 0.2
@@ -153,6 +155,8 @@ class Deliverer:
         headers = webhook_headers(secrets, claim.id, int(time.time()), claim.payload)
         http_status: int | None = None
         retry_after: float | None = None
+        answer: str | None = None
+        started = time.monotonic()
         try:
             response = await guarded_request(
                 self.svc.http,
@@ -164,6 +168,10 @@ class Deliverer:
                 timeout=self.config.timeout,
             )
             http_status = response.status_code
+            # text for both stores (PostgreSQL's text holds no NUL)
+            answer = (
+                response.body[:RESPONSE_KEPT].decode("utf-8", "replace").replace("\x00", "\ufffd")
+            )
             retry_after = _retry_after(response.headers.get("retry-after"), now)
             error = None if 200 <= http_status < 300 else f"answered {http_status}"
         except UnsafeURL as exc:
@@ -171,6 +179,11 @@ class Deliverer:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: could not deliver"
         result = self._result(claim, now, http_status, error, retry_after)
+        result = dataclasses.replace(
+            result,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            response=answer,
+        )
         disabled = await self.svc.store.record_delivery(claim, result)
         bind = {
             "delivery_id": claim.id,

@@ -1,4 +1,5 @@
-"""Runs the workers of one process: reschedule what was unfinished, then poller and timers."""
+"""Runs the workers of one process: reschedule what was unfinished, then the submitter, poller,
+deliverer and timers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from service.services import Services
 from service.store.base import TimerLimits
 from service.workers.deliverer import Deliverer
 from service.workers.poller import DEFAULT_POLLER_CONFIG, Poller, PollerConfig
+from service.workers.submitter import Submitter
 from service.workers.timers import Timers
 
 #: At start-up, unfinished tasks are polled within this many seconds (spread, not a burst).
@@ -23,6 +25,7 @@ class Workers:
         self.svc = svc
         self.poller = Poller(svc, poller)
         self.deliverer = Deliverer(svc, svc.guard)
+        self.submitter = Submitter(svc)
         self.timers = Timers(
             svc,
             TimerLimits(
@@ -38,7 +41,9 @@ class Workers:
         count = await self.svc.store.reschedule_unfinished(time.time(), spread=RESTART_SPREAD)
         self.svc.hub.poll_listeners.append(self.poller.wake)
         self.svc.hub.delivery_listeners.append(self.deliverer.wake)
+        self.svc.hub.submit_listeners.append(self.submitter.wake)
         self._tasks = [
+            asyncio.create_task(self.submitter.run(), name="jobhook-submitter"),
             asyncio.create_task(self.poller.run(), name="jobhook-poller"),
             asyncio.create_task(self.deliverer.run(), name="jobhook-deliverer"),
             asyncio.create_task(self.timers.run(), name="jobhook-timers"),
@@ -51,6 +56,7 @@ class Workers:
 
     async def stop(self) -> None:
         await self.timers.stop()
+        await self.submitter.stop()
         await self.poller.stop()
         await self.deliverer.stop()
         for task in self._tasks:
@@ -58,6 +64,8 @@ class Workers:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.poller.wake in self.svc.hub.poll_listeners:
             self.svc.hub.poll_listeners.remove(self.poller.wake)
+        if self.submitter.wake in self.svc.hub.submit_listeners:
+            self.svc.hub.submit_listeners.remove(self.submitter.wake)
         if self.deliverer.wake in self.svc.hub.delivery_listeners:
             self.svc.hub.delivery_listeners.remove(self.deliverer.wake)
         log.info("workers.stopped")

@@ -19,6 +19,7 @@ from service.errors import JobhookError, StoreUnavailable
 from service.logging import log
 from service.services import Services
 from service.store.base import Due, TimerLimits
+from service.submit import timed_out
 
 _ENDINGS = {
     Status.MODAL: (Status.CANCEL, "modal_timeout", "no modal call came within {limit:g} s"),
@@ -30,6 +31,10 @@ _ENDINGS = {
     Status.SUBMITTED: (Status.FAILURE, "timeout", "the task waited in the queue over {limit:g} s"),
     Status.IN_PROGRESS: (Status.FAILURE, "timeout", "the task ran for over {limit:g} s"),
 }
+
+
+#: Seconds a queued task the timers end is held from the submitter while they do.
+TAKE_LEASE = 60.0
 #: Seconds a task whose ending failed is left out before it is tried again.
 PARK_SECONDS = 300.0
 #: Parked tasks remembered at most (beyond it the oldest parking is forgotten, and retried).
@@ -105,10 +110,26 @@ class Timers:
     async def _end(self, due: Due) -> int:
         status, code, message = _ENDINGS[due.status]
         text = message.format(limit=self._limit(due.status))
+        queued = None
+        if due.status is Status.NOT_START:
+            # A queued task is NOT_START by right until its submit timeout: then it fails as
+            # `submit_timeout` with the provider's last answer. One being sent right now is the
+            # submitter's to end (its lease runs out if that worker died).
+            queued = await self.svc.store.submission(due.task_id)
+            if queued is not None and not await self.svc.store.take_submission(
+                due.task_id, self.clock(), lease=TAKE_LEASE
+            ):
+                self._parked[due.task_id] = max(queued.lease_until or 0.0, self.clock() + 1)
+                return 0
+            if queued is not None:
+                code = "submit_timeout"
+                text = timed_out(self._limit(due.status), queued.last_answer)
         applied = await self.svc.ingest(
             due.task_id,
             Observation(status=status, source="timer", error=task_error(code, text), detail=text),
         )
+        if queued is not None:
+            await self.svc.store.finish_submission(due.task_id)
         if applied.decision.applied:
             log.warning("timer.fired", task_id=due.task_id, code=code, status=status.value)
             return 1

@@ -14,7 +14,9 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
+from service.demo import mask_png
 from tests.e2e.conftest import Process, _start, _stop, free_port
+from tests.e2e.test_serve import wait_done
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -192,4 +194,197 @@ def test_dashboard_follows_a_task_live(jobhook: Process, receiver: str, tmp_path
             browser.close()
 
     assert (ARTIFACTS / "dashboard.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert problems == []
+
+
+class _Switchable(BaseHTTPRequestHandler):
+    """A backend whose answer the test sets: 410 Gone (the endpoint is gone: jobhook marks the
+    delivery dead and disables the endpoint), then 200."""
+
+    answer = 410
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = b"gone for now" if self.answer == 410 else b'{"ok": true}'
+        self.send_response(self.answer)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_the_console_deliveries_endpoints_and_a_cancel(jobhook: Process, tmp_path: Path) -> None:
+    """Issue 15: create an endpoint and rotate its secret, a delivery goes dead, filter the
+    list, open the delivery, enable the endpoint, retry it and see it delivered; cancel a task."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Switchable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{server.server_port}/hooks"
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"),
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=FLAGS,
+                viewport={"width": 1400, "height": 800},
+            )
+            try:
+                page = browser.new_page()
+                problems: list[str] = []
+                page.on("pageerror", lambda exc: problems.append(str(exc)))
+                page.on(
+                    "console",
+                    lambda msg: problems.append(msg.text) if msg.type == "error" else None,
+                )
+                page.on("dialog", lambda dialog: dialog.accept())
+
+                # Endpoints: create one (its secret shown once), then rotate the secret.
+                page.goto(jobhook.url + "/endpoints")
+                page.fill("#create input[name=url]", hook)
+                page.fill("#create input[name=description]", "orders backend")
+                page.check("#create input[value='task.submitted']")
+                page.click("#create button[type=submit]")
+                page.wait_for_selector("#secret:not([hidden])")
+                first = page.inner_text("#secret-value")
+                assert first.startswith("whsec_")
+                page.wait_for_selector("#rows tr[data-id^=ep_]")
+                endpoint = page.get_attribute("#rows tr", "data-id")
+                assert "orders backend" in page.inner_text("#rows")
+                page.click("#secret-done")
+                assert page.is_hidden("#secret")
+                page.click(f"tr[data-id='{endpoint}'] button.rotate")
+                page.wait_for_selector("#secret:not([hidden])")
+                second = page.inner_text("#secret-value")
+                assert second.startswith("whsec_") and second != first
+                page.screenshot(path=str(ARTIFACTS / "console-endpoints.png"), full_page=True)
+                page.click("#secret-done")
+
+                # A task: the endpoint answers 410, so its task.submitted is dead and the
+                # endpoint disabled.
+                task_id = submit(jobhook, {"action": "imagine", "params": {"prompt": "a kite"}})
+                page.goto(jobhook.url + "/deliveries")
+                page.wait_for_selector("#live[data-state=live]")
+                page.select_option("#filters select[name=status]", "dead")
+                row = "#rows tr[data-status=dead]"
+                page.wait_for_selector(row, timeout=20_000)
+                assert "status=dead" in page.url
+                assert page.eval_on_selector_all(
+                    "#rows tr", "rows => rows.every(r => r.dataset.status === 'dead')"
+                )
+                assert "task.submitted" in page.inner_text(row) and "410" in page.inner_text(row)
+                page.screenshot(path=str(ARTIFACTS / "console-deliveries.png"), full_page=True)
+
+                # The endpoint shows why it was disabled; enable it once the backend is back.
+                page.goto(jobhook.url + "/endpoints")
+                page.wait_for_selector(f"tr[data-id='{endpoint}'][data-disabled=true]")
+                assert "410" in page.inner_text(f"tr[data-id='{endpoint}']")
+                _Switchable.answer = 200
+                page.click(f"tr[data-id='{endpoint}'] button.enable")
+                page.wait_for_selector(f"tr[data-id='{endpoint}'][data-disabled=false]")
+
+                # Open the dead delivery: its attempt, its signed body; retry it.
+                page.goto(jobhook.url + "/deliveries?status=dead")
+                page.wait_for_selector(row)
+                page.click(f"{row} a[href^='/deliveries/']")
+                page.wait_for_selector("#delivery:not([hidden])")
+                assert page.inner_text("#status") == "dead"
+                attempts = page.inner_text("#attempts")
+                assert "410" in attempts and "gone for now" in attempts
+                assert '"type": "task.submitted"' in page.inner_text("#body")
+                assert task_id in page.inner_text("#body")
+                page.click("#retry")
+                page.wait_for_selector("#status .d-delivered", timeout=20_000)
+                page.wait_for_selector("#attempts tr:nth-child(2)")  # the new attempt on top
+                assert "200" in page.inner_text("#attempts tr:first-child")
+                page.screenshot(path=str(ARTIFACTS / "console-delivery.png"), full_page=True)
+
+                # The endpoint's success rate: one of two attempts answered 2xx.
+                page.goto(jobhook.url + "/endpoints")
+                page.wait_for_selector(f"tr[data-id='{endpoint}'] .rate")
+                assert "50.0%" in page.inner_text(f"tr[data-id='{endpoint}'] .rate")
+
+                # Cancel a task that would never finish, from its page.
+                stuck = submit(jobhook, {"action": "imagine", "params": {"prompt": "x [never]"}})
+                page.goto(f"{jobhook.url}/tasks/{stuck}")
+                page.wait_for_selector("#cancel:not([hidden])")
+                page.keyboard.press("Tab")  # the page is usable from the keyboard
+                page.click("#cancel")
+                page.wait_for_selector("#status .s-CANCEL", timeout=20_000)
+                assert page.is_hidden("#cancel")
+                page.screenshot(path=str(ARTIFACTS / "console-task-cancelled.png"), full_page=True)
+
+                # The overview: tiles and charts from /metrics, read every 5 s.
+                page.goto(jobhook.url + "/overview")
+                page.wait_for_selector("#c-status .bar-row")
+                assert "CANCEL" in page.inner_text("#c-status")
+                assert "simulator" in page.inner_text("#c-provider")
+                assert page.inner_text("#t-dead") != "—"
+                page.wait_for_selector(
+                    "#c-deliveries polyline", state="attached", timeout=15_000
+                )  # two samples
+                page.screenshot(path=str(ARTIFACTS / "console-overview.png"), full_page=True)
+
+                # Dark mode follows the system.
+                page.emulate_media(color_scheme="dark")
+                page.goto(jobhook.url + "/deliveries")
+                page.wait_for_selector("#rows tr")
+                background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+                assert background == "rgb(15, 17, 21)", background
+                page.screenshot(path=str(ARTIFACTS / "console-dark.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        _Switchable.answer = 410
+    assert problems == []
+
+
+def test_follow_ups_and_the_modal_call_from_the_task_page(jobhook: Process, tmp_path: Path) -> None:
+    """Issue 15: U1 on a finished grid submits the upscale; a MODAL inpaint takes its prompt
+    and mask from the page's dialog and finishes."""
+    with httpx.Client(base_url=jobhook.url, timeout=30) as client:
+        grid = submit(
+            jobhook,
+            {"provider": "simulator-apimart", "action": "imagine", "params": {"prompt": "a room"}},
+        )
+        assert wait_done(client, grid)["status"] == "SUCCESS"
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(mask_png())
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1400, "height": 900},
+        )
+        try:
+            page = browser.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.goto(f"{jobhook.url}/tasks/{grid}")
+            page.wait_for_selector("button.follow-up[data-action=upscale][data-index='1']")
+            page.click("button.follow-up[data-action=upscale][data-index='1']")
+            page.wait_for_url(lambda url: "/tasks/" in url and grid not in url)
+            upscale = page.url.rsplit("/", 1)[1]
+            page.wait_for_selector("#status .s-SUCCESS", timeout=30_000)
+            assert "upscale" in page.inner_text("#fields")
+
+            inpaint = submit(jobhook, {"action": "inpaint", "parent_id": upscale, "params": {}})
+            page.goto(f"{jobhook.url}/tasks/{inpaint}")
+            page.wait_for_selector("#modal-open", timeout=30_000)  # the task reached MODAL
+            page.click("#modal-open")
+            page.fill("#modal-form input[name=prompt]", "a red sofa")
+            page.set_input_files("#modal-form input[name=mask]", str(mask))
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "console-modal.png"))
+            page.click("#modal-form button[type=submit]")
+            page.wait_for_selector("#status .s-SUCCESS", timeout=30_000)
+            assert not page.is_visible("#modal-dialog")
+        finally:
+            browser.close()
     assert problems == []

@@ -46,7 +46,10 @@ async def sign_in(client: httpx.AsyncClient, key: str) -> httpx.Response:
     return await client.post("/login", data={"api_key": key})
 
 
-@pytest.mark.parametrize("path", ["/", "/tasks/task_01ANYTHING"])
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/tasks/task_01X", "/overview", "/deliveries", "/deliveries/msg_01X", "/endpoints"],
+)
 async def test_pages_in_development_mode(client: httpx.AsyncClient, path: str) -> None:
     r = await client.get(path)
     assert r.status_code == 200
@@ -59,7 +62,7 @@ async def test_pages_in_development_mode(client: httpx.AsyncClient, path: str) -
 
 
 async def test_pages_need_a_session_when_there_are_keys(keyed: httpx.AsyncClient) -> None:
-    for path in ("/", "/tasks/task_01ANYTHING"):
+    for path in ("/", "/tasks/task_01ANYTHING", "/deliveries", "/deliveries/x", "/endpoints"):
         r = await keyed.get(path)
         assert r.status_code == 303 and r.headers["location"] == "/login"
     r = await keyed.get("/login")
@@ -146,6 +149,7 @@ async def test_login_wants_a_form(keyed: httpx.AsyncClient) -> None:
     [
         # Python 3.11's own table says application/javascript; /etc/mime.types text/javascript
         ("/static/dashboard.js", ("text/javascript", "application/javascript")),
+        ("/static/console.js", ("text/javascript", "application/javascript")),
         ("/static/dashboard.css", ("text/css",)),
         ("/static/index.html", ("text/html",)),
     ],
@@ -161,9 +165,10 @@ async def test_static_assets(
 
 
 async def test_the_script_never_parses_data_as_html(client: httpx.AsyncClient) -> None:
-    script = (await client.get("/static/dashboard.js")).text
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
-        assert sink not in script
+    for name in ("dashboard.js", "console.js"):
+        script = (await client.get(f"/static/{name}")).text
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in script, (name, sink)
 
 
 async def test_signing_out_ends_the_session_everywhere(keyed: httpx.AsyncClient) -> None:

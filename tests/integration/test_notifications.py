@@ -212,6 +212,16 @@ async def test_a_receiver_down_for_the_whole_schedule_is_dead_lettered_then_retr
         assert verify(svc(quiet).settings.webhook_secret or "", got)["type"] == "task.succeeded"
     assert_problem(await quiet.post("/v1/deliveries/msg_nope/retry"), 404)
 
+    # GET /v1/deliveries/{id}: the exact signed body and every attempt kept (issue 15)
+    detail = (await quiet.get(f"/v1/deliveries/{dead['id']}")).json()
+    assert detail["status"] == "delivered" and detail["body"].encode() == got.body
+    history = detail["attempt_history"]
+    assert len(history) == len(SCHEDULE) + 1  # ten refused, then the retry that went through
+    assert all("ConnectError" in a["error"] and a["http_status"] is None for a in history[:-1])
+    assert history[-1]["http_status"] == 200 and history[-1]["error"] is None
+    assert history[-1]["attempt"] == 1 and all(a["duration_ms"] >= 0 for a in history)
+    assert_problem(await quiet.get("/v1/deliveries/msg_nope"), 404)
+
 
 async def test_410_disables_the_endpoint_and_it_can_be_enabled(quiet: httpx.AsyncClient) -> None:
     clock = Clock()

@@ -15,7 +15,7 @@ from service.web.openapi import spec
 from service.web.tasks import PROVIDER_NAMES
 from tests.integration.test_api_tasks import FOX, assert_problem, submit
 
-DOCUMENTED_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics", "/openapi.json")
+DOCUMENTED_PREFIXES = ("/v1/", "/mj/", "/healthz", "/readyz", "/metrics", "/openapi.json")
 
 
 def test_every_api_route_is_in_the_spec(client: httpx.AsyncClient) -> None:

@@ -16,21 +16,20 @@ from service.config import Settings
 from service.web import ops
 from service.workers import poller
 from tests.conftest import open_app
-from tests.integration.test_api_tasks import assert_problem, submit
+from tests.integration.test_api_tasks import submit
 from tests.integration.test_ops import samples
 
 
-async def test_a_submission_over_the_providers_rate_is_refused_with_retry_after(
-    settings: Settings,
-) -> None:
+async def test_a_submission_over_the_providers_rate_is_queued(settings: Settings) -> None:
+    """Issue 13: a submission the provider's rate cannot take now waits in the submission queue
+    (202 NOT_START, queued) and is sent when the rate allows, never refused."""
     slow = replace(settings, provider_rates={"simulator": 0.05})
     async for client in open_app(slow):
         sim = client.app.state.services.providers["simulator"]  # type: ignore[attr-defined]
         await submit(client, {"action": "imagine", "params": {"prompt": "one"}})
         r = await client.post("/v1/tasks", json={"action": "imagine", "params": {"prompt": "two"}})
-        body = assert_problem(r, 503)
-        assert body["type"].endswith("provider-busy") and "0.05/s" in body["detail"]
-        assert 1 <= int(r.headers["retry-after"]) <= 20
+        assert r.status_code == 202, r.text
+        assert r.json()["status"] == "NOT_START" and r.json()["queued"] is True
         metrics = samples((await client.get("/metrics")).text)
         assert metrics['jobhook_provider_rate_limit{provider="simulator"}'] == 0.05
         assert metrics['jobhook_provider_rate_limit{provider="simulator-apimart"}'] >= 1000

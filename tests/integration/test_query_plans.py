@@ -257,6 +257,10 @@ CREATED_WALK = {
     "SEARCH tasks USING INDEX tasks_owner_id (owner=? AND id<?)": "created_at follows id order",
 }
 
+#: Round-robin across owners orders one provider's due queued rows by when each owner was last
+#: served: the rows waiting for one provider, a bounded set (JOBHOOK_QUEUE_PER_OWNER per owner).
+QUEUE_ORDER = "the due rows of one provider's submission queue"
+
 CASES = [
     # Migrations.
     Case("create_schema_version", _none),
@@ -492,12 +496,71 @@ CASES = [
     ),
     Case("retry_delivery", lambda s: {"id": s.delivery["id"], "owner": OWNER, "now": NOW}),
     Case("delivery_by_id", lambda s: {"id": s.delivery["id"], "owner": OWNER}),
+    # A delivery's attempt history (issue 15), and each endpoint's counts.
+    Case(
+        "insert_delivery_attempt",
+        lambda s: {
+            "id": s.delivery["id"],
+            "attempt": 1,
+            "at": _iso(NOW),
+            "duration_ms": 12.5,
+            "http_status": 200,
+            "response": "ok",
+            "error": None,
+        },
+    ),
+    Case("trim_delivery_attempts", lambda s: {"id": s.delivery["id"], "keep": 20}),
+    Case("delivery_attempts", lambda s: {"id": s.delivery["id"], "keep": 20}),
+    Case(
+        "count_endpoint_attempt",
+        lambda s: {"id": s.endpoint, "ok": 0, "now": _iso(NOW), "error": "answered 500"},
+    ),
     # The delivery log, with each filter and the cursor.
     _deliveries(allow=PAGE),
     _deliveries("cursor", allow=PAGE, cursor=encode_cursor(f"dlv_{1900:024d}")),
     _deliveries("status", status="dead"),
     _deliveries("status", "cursor", status="pending", cursor=encode_cursor(f"dlv_{1900:024d}")),
     _deliveries("task_id", task_id=_task_id(12)),
+    # The submission queue (issue 13): its own small table, rows only while tasks wait.
+    Case(
+        "queue_insert",
+        lambda s: {
+            "task_id": "task_new",
+            "provider": "vtrix",
+            "owner": OWNER,
+            "now": NOW,
+            "lease_until": None,
+            "request": "{}",
+        },
+    ),
+    Case("queue_room", lambda s: {"provider": "vtrix", "now": NOW}),
+    Case(
+        "queue_next",
+        lambda s: {"provider": "vtrix", "now": NOW},
+        allow={"USE TEMP B-TREE FOR ORDER BY": QUEUE_ORDER},
+    ),
+    Case(
+        "queue_claim",
+        lambda s: {"task_id": s.task["id"], "lease_until": NOW + 60, "reclaimed": 0},
+    ),
+    Case("queue_turn", lambda s: {"provider": "vtrix", "owner": OWNER, "served_at": NOW}),
+    Case(
+        "queue_release",
+        lambda s: {
+            "task_id": s.task["id"],
+            "due_at": NOW + 5,
+            "last_answer": "429",
+            "request": None,
+        },
+    ),
+    Case(
+        "queue_take",
+        lambda s: {"task_id": s.task["id"], "now": NOW, "lease_until": NOW + 60},
+    ),
+    Case("queue_delete", lambda s: {"task_id": s.task["id"]}),
+    Case("queue_row", lambda s: {"task_id": s.task["id"]}),
+    Case("queue_owner_depth", lambda s: {"owner": OWNER, "provider": "vtrix"}),
+    Case("queue_stats", lambda s: {"now": NOW}),
 ]
 
 

@@ -447,8 +447,13 @@ CASES = [
             "error": None,
             "now": _iso(NOW),
             "at": NOW,
+            "duration_ms": 12.5,
+            "response": "ok",
+            "keep": 20,
         },
     ),
+    Case("delivery_by_id", lambda s: {"id": s.delivery["id"], "owner": OWNER}),
+    Case("delivery_attempts", lambda s: {"id": s.delivery["id"], "keep": 20}),
     Case("next_delivery_due", _none),
     Case("retry_delivery", lambda s: {"id": s.delivery["id"], "owner": OWNER, "now": NOW}),
     # The delivery log, with each filter and the cursor.
@@ -457,6 +462,43 @@ CASES = [
     _deliveries({"status": "dead"}),
     _deliveries({"status": "pending", "before": _delivery_id(1900)}),
     _deliveries({"task_id": _task_id(12)}),
+    # The submission queue (issue 13): its own small table, rows only while tasks wait.
+    Case(
+        "queue_insert",
+        lambda s: {
+            "task_id": "task_new",
+            "provider": "vtrix",
+            "owner": OWNER,
+            "now": NOW,
+            "lease_until": None,
+            "request": "{}",
+        },
+    ),
+    Case("queue_room", lambda s: {"provider": "vtrix", "now": NOW}),
+    Case("queue_next", lambda s: {"provider": "vtrix", "now": NOW}),
+    Case(
+        "queue_claim",
+        lambda s: {"task_id": s.task["id"], "lease_until": NOW + 60, "reclaimed": 0},
+    ),
+    Case("queue_turn", lambda s: {"provider": "vtrix", "owner": OWNER, "served_at": NOW}),
+    Case(
+        "queue_release",
+        lambda s: {
+            "task_id": s.task["id"],
+            "due_at": NOW + 5,
+            "last_answer": "429",
+            "request": None,
+        },
+    ),
+    Case(
+        "queue_take",
+        lambda s: {"task_id": s.task["id"], "now": NOW, "lease_until": NOW + 60},
+    ),
+    Case("queue_delete", lambda s: {"task_id": s.task["id"]}),
+    Case("queue_row", lambda s: {"task_id": s.task["id"]}),
+    Case("queue_owner_depth", lambda s: {"owner": OWNER, "provider": "vtrix"}),
+    Case("queue_stats", lambda s: {"now": NOW}),
+    Case("queue_lock", lambda s: {"provider": "vtrix"}),
 ]
 
 #: Named statements no case EXPLAINs, and why. (The migrations themselves are files, not named

@@ -535,6 +535,79 @@ async def test_deliveries_are_claimed_in_order_recorded_and_retried(store: Store
     assert stats.deliveries == {"pending": 2} and stats.deliveries_due == 2
 
 
+async def test_a_delivery_keeps_its_last_20_attempts_and_its_signed_body(store: Store) -> None:
+    ep = await store.create_endpoint("o", "https://a.example.com/h", [], None)
+    task = await make_task(store)
+    await apply(store, task["id"], Observation(status=Status.SUBMITTED, source="api"))
+    now = time.time()
+    [claim] = await store.claim_due_deliveries(now, limit=1, lease=30, per_url=4, inflight={})
+    for n in range(23):  # 22 failures, then a success: the first three attempts are trimmed
+        ok = n == 22
+        await store.record_delivery(
+            replace(claim, attempts=n),
+            DeliveryResult(
+                status="delivered" if ok else "pending",
+                at=now + n,
+                next_attempt_at=now + n + 5,
+                http_status=200 if ok else 503,
+                error=None if ok else "answered 503",
+                duration_ms=10.0 + n,
+                response="thanks" if ok else "busy\u00e9",
+            ),
+        )
+    got = await store.get_delivery("o", claim.id)
+    assert got is not None and got["status"] == "delivered" and got["next_attempt_at"] is None
+    assert got["body"].encode() == claim.payload  # the exact bytes signed and sent
+    history = got["attempt_history"]
+    assert [a["attempt"] for a in history] == list(range(4, 24))  # oldest first, last 20
+    assert history[0] == {
+        "attempt": 4,
+        "at": history[0]["at"],
+        "duration_ms": 13.0,
+        "http_status": 503,
+        "response": "busy\u00e9",
+        "error": "answered 503",
+    }
+    assert history[-1]["http_status"] == 200 and history[-1]["error"] is None
+    assert history[-1]["response"] == "thanks" and history[-1]["at"].endswith("Z")
+    assert await store.get_delivery("o2", claim.id) is None
+    assert await store.get_delivery("o", "dlv_nope") is None
+    endpoint = await store.get_endpoint("o", ep["id"])
+    assert endpoint is not None
+    assert (endpoint["attempts_ok"], endpoint["attempts_failed"]) == (1, 22)
+    assert endpoint["success_rate"] == round(1 / 23, 4)
+    assert endpoint["last_failure"] == "answered 503" and endpoint["last_failure_at"]
+    [listed] = await store.list_endpoints("o")
+    assert listed["success_rate"] == endpoint["success_rate"]
+    fresh = await store.create_endpoint("o", "https://c.example.com/h", [], None)
+    assert fresh["success_rate"] is None and fresh["last_failure"] is None
+    # a pending delivery says when it is tried next
+    task2 = await make_task(store)
+    await apply(store, task2["id"], Observation(status=Status.SUBMITTED, source="api"))
+    page = await store.list_deliveries("o", status="pending", task_id=task2["id"], cursor=None,
+                                       limit=10)  # fmt: skip
+    assert page.data and all(d["next_attempt_at"].endswith("Z") for d in page.data)
+
+
+async def test_retry_now_makes_a_waiting_delivery_due_but_not_one_under_way(store: Store) -> None:
+    await store.create_endpoint("o", "https://a.example.com/h", [], None)
+    task = await make_task(store)
+    await apply(store, task["id"], Observation(status=Status.SUBMITTED, source="api"))
+    now = time.time()
+    [claim] = await store.claim_due_deliveries(now, limit=1, lease=30, per_url=4, inflight={})
+    # Leased: an attempt is under way, and a retry leaves it alone.
+    assert (await store.retry_delivery("o", claim.id, now))["next_attempt_at"] is not None
+    assert await store.claim_due_deliveries(now, limit=1, lease=30, per_url=4, inflight={}) == []
+    failed = DeliveryResult(status="pending", at=now, next_attempt_at=now + 3600, http_status=503,
+                            error="answered 503")  # fmt: skip
+    await store.record_delivery(claim, failed)
+    assert await store.claim_due_deliveries(now, limit=1, lease=30, per_url=4, inflight={}) == []
+    retried = await store.retry_delivery("o", claim.id, now)  # "retry now": due now
+    assert retried["status"] == "pending" and retried["attempts"] == 1  # counted on
+    [again] = await store.claim_due_deliveries(now, limit=1, lease=30, per_url=4, inflight={})
+    assert again.id == claim.id and again.attempts == 1
+
+
 async def test_410_disables_the_endpoint_and_buries_its_deliveries(store: Store) -> None:
     ep = await store.create_endpoint("o", "https://a.example.com/h", [], None)
     tasks = [await make_task(store) for _ in range(2)]

@@ -49,15 +49,19 @@ async def test_a_429_is_waited_out_then_resent(client: httpx.AsyncClient) -> Non
     assert posts(client, "POST /v1/midjourney/generations/{action}") == 2
 
 
-async def test_a_long_retry_after_is_passed_on_to_the_caller(client: httpx.AsyncClient) -> None:
+async def test_a_long_retry_after_queues_the_task(client: httpx.AsyncClient) -> None:
+    """Issue 13: a busy provider never fails a task: it waits in the submission queue, with
+    the provider's answer kept, and is sent once the Retry-After has passed."""
     sim(client).faults.configure(
         {"rate_limit": 1, "retry_after": 30, "path_prefix": "/v1/midjourney/generations"}
     )
     r = await client.post("/v1/tasks", json=APIMART)
-    # The real cause, named: the provider is busy (503, retry later), not unreachable (502).
-    problem = assert_problem(r, 503)
-    assert "rate limiting jobhook (HTTP 429)" in problem["detail"]
-    assert r.headers["retry-after"] == "30"
+    assert r.status_code == 202, r.text
+    task = r.json()
+    assert task["status"] == "NOT_START" and task["queued"] is True
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+    queued = await store.submission(task["id"])
+    assert queued is not None and "rate limiting jobhook (HTTP 429)" in queued.last_answer
     assert posts(client, "POST /v1/midjourney/generations/{action}") == 1
 
 

@@ -139,6 +139,10 @@ BAD_VALUES = [
     ("JOBHOOK_METRICS_TOKEN", "short"),
     ("JOBHOOK_METRICS_TOKEN", "m" * 15),
     ("JOBHOOK_METRICS_TOKEN", "a token with spaces 123"),
+    ("JOBHOOK_METRICS_PORT", "65536"),
+    ("JOBHOOK_METRICS_PORT", "nine"),
+    ("JOBHOOK_METRICS_HOST", "metrics.example"),
+    ("JOBHOOK_METRICS_HOST", "192.0.2.10"),  # beyond loopback, but no JOBHOOK_METRICS_TOKEN
 ]
 
 #: variables whose values are secrets: their error messages must not repeat them
@@ -195,6 +199,9 @@ def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
         ("JOBHOOK_SECRET_KEYS", "s" * 32, "secret_keys", ("s" * 32,)),
         ("JOBHOOK_METRICS_TOKEN", "m" * 16, "metrics_token", "m" * 16),
         ("JOBHOOK_METRICS_TOKEN", "  ", "metrics_token", None),
+        ("JOBHOOK_METRICS_PORT", "9101", "metrics_port", 9101),
+        ("JOBHOOK_METRICS_PORT", "", "metrics_port", None),
+        ("JOBHOOK_METRICS_HOST", "::1", "metrics_host", "::1"),
         ("JOBHOOK_LOG_FILE", "var/my log.json", "log_file", "var/my log.json"),
         (
             "JOBHOOK_PROVIDER_RATES",
@@ -290,3 +297,27 @@ def test_with_client_keys_the_simulator_is_off_and_a_real_provider_is_the_defaul
         {"JOBHOOK_API_KEYS": f"alice:{KEY_A}", "JOBHOOK_SIMULATOR": "on"}, env_file=None
     )
     assert on.simulator and on.default_provider == "simulator"
+
+
+def test_the_worker_metrics_listen_beyond_loopback_only_with_a_token() -> None:
+    values = {"JOBHOOK_METRICS_HOST": "192.0.2.10", "JOBHOOK_METRICS_TOKEN": "m" * 16}
+    assert Settings.from_env(values, env_file=None).metrics_host == "192.0.2.10"
+
+
+def test_provider_concurrency_and_the_owner_queue_bound() -> None:
+    """Issue 13: JOBHOOK_<PROVIDER>_CONCURRENCY per provider (0: no cap), the owner's bound."""
+    s = Settings.from_env(
+        {
+            "JOBHOOK_APIMART_CONCURRENCY": "5",
+            "JOBHOOK_SIMULATOR_APIMART_CONCURRENCY": "3",
+            "JOBHOOK_VTRIX_CONCURRENCY": "0",
+            "JOBHOOK_QUEUE_PER_OWNER": "50",
+        },
+        env_file=None,
+    )
+    assert s.concurrency("apimart") == 5 and s.concurrency("simulator-apimart") == 3
+    assert s.concurrency("vtrix") is None and s.concurrency("simulator") is None
+    assert s.queue_per_owner == 50
+    assert Settings.from_env({}, env_file=None).queue_per_owner == 1000
+    with pytest.raises(ConfigError, match="JOBHOOK_APIFRAME_CONCURRENCY"):
+        Settings.from_env({"JOBHOOK_APIFRAME_CONCURRENCY": "-1"}, env_file=None)

@@ -31,6 +31,53 @@ async function api(path) {
   return body;
 }
 
+// Changes (cancel, retry, endpoints) go with the API key: the session cookie only reads. In
+// development mode nothing is asked; otherwise the key is asked once, when the cookie is refused,
+// and kept in this page's memory only (never stored).
+let writeKey = null;
+
+async function send(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (writeKey) headers.Authorization = `Bearer ${writeKey}`;
+  const response = await fetch(path, {
+    method,
+    credentials: "same-origin",
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401) {
+    writeKey = null;
+    const key = prompt("This change needs an API key (the session only reads). API key:");
+    if (key && key.trim()) {
+      writeKey = key.trim();
+      return send(method, path, body);
+    }
+    throw new Error("an API key is needed for this change");
+  }
+  if (response.status === 204) return null;
+  const answer = await response.json().catch(() => null);
+  if (!response.ok) throw new Error((answer && answer.detail) || `${response.status} ${response.statusText}`);
+  return answer;
+}
+
+// A button that copies `text` (an id, a URL, a secret) to the clipboard.
+function copyButton(text, what) {
+  const button = el("button", { type: "button", class: "copy", text: "Copy", "aria-label": `Copy ${what}`, title: `Copy ${what}` });
+  button.addEventListener("click", async (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    try {
+      await navigator.clipboard.writeText(typeof text === "function" ? text() : text);
+      button.textContent = "Copied";
+    } catch {
+      button.textContent = "Copy failed";
+    }
+    setTimeout(() => { button.textContent = "Copy"; }, 1500);
+  });
+  return button;
+}
+
 function showError(message) {
   const box = $("#error");
   box.hidden = !message;
@@ -55,7 +102,7 @@ function when(iso) {
   const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   const day = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
   const today = d.toDateString() === new Date().toDateString();
-  return el("time", { datetime: iso, title: iso, text: today ? time : `${day} ${time}` });
+  return el("time", { datetime: iso, title: `${iso} (UTC)`, text: today ? time : `${day} ${time}` });
 }
 
 function badge(kind, value, title) {
@@ -260,6 +307,8 @@ async function tasksPage() {
 
 // ---- GET /tasks/{id} : one task, its timeline and its deliveries ---------------------------
 
+const UNFINISHED = ["NOT_START", "SUBMITTED", "IN_PROGRESS", "MODAL"];
+
 function fields(task) {
   const result = task.result || {};
   const parent = task.parent_id
@@ -314,7 +363,7 @@ function eventRow(event) {
 function deliveryRow(d) {
   const answer = [d.last_status, d.last_error].filter((v) => v !== null && v !== undefined && v !== "").join(" · ");
   return el("tr", {},
-    el("td", { class: "mono", text: d.id }),
+    el("td", { class: "mono" }, el("a", { href: `/deliveries/${encodeURIComponent(d.id)}`, text: d.id })),
     el("td", { text: d.event_type }),
     el("td", { class: "detail", text: d.url, title: d.url }),
     el("td", {}, badge("d", d.status)),
@@ -342,6 +391,8 @@ async function taskPage() {
     document.title = `${task.id} · jobhook`;
     $("#title").textContent = task.id;
     $("#status").replaceChildren(badge("s", task.status, errorText(task.error) || null));
+    $("#cancel").hidden = !UNFINISHED.includes(task.status);
+    renderActions(task);
     setProgress(bar, task);
     $("#fields").replaceChildren(...fields(task));
     const urls = resultUrls(task).join(" ");
@@ -382,6 +433,83 @@ async function taskPage() {
     settled = setTimeout(loadHistory, ms + 2500);
   };
 
+  // Follow-ups (U1-U4, V1-V4) of a finished grid, and the modal call of a MODAL task.
+  function renderActions(current) {
+    const box = $("#task-actions");
+    const nodes = [];
+    if (current.status === "MODAL") {
+      const open = el("button", { type: "button", id: "modal-open", class: "primary", text: "Modal call…" });
+      open.addEventListener("click", () => $("#modal-dialog").showModal());
+      nodes.push(open);
+    }
+    const grid = current.status === "SUCCESS" && current.action !== "upscale" && resultUrls(current).length >= 4;
+    if (grid) {
+      for (const [action, short] of [["upscale", "U"], ["variation", "V"]]) {
+        for (const index of [1, 2, 3, 4]) {
+          const button = el("button", { type: "button", class: "follow-up", "data-action": action, "data-index": index, text: `${short}${index}`, title: `${action} image ${index}` });
+          button.addEventListener("click", async () => {
+            button.disabled = true;
+            try {
+              const child = await send("POST", "/v1/tasks", { action, parent_id: current.id, params: { index } });
+              location.assign(`/tasks/${encodeURIComponent(child.id)}`);
+            } catch (error) {
+              showError(`Could not submit the ${action}: ${error.message}`);
+              button.disabled = false;
+            }
+          });
+          nodes.push(button);
+        }
+      }
+    }
+    const key = nodes.map((n) => n.textContent).join(" ");
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    box.replaceChildren(...(grid ? [el("span", { class: "muted", text: "Follow-ups:" })] : []), ...nodes);
+    box.hidden = nodes.length === 0;
+  }
+
+  const dialog = $("#modal-dialog");
+  $("#modal-close").addEventListener("click", () => dialog.close());
+  $("#modal-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const body = {};
+    const prompt = form.elements.prompt.value.trim();
+    if (prompt) body.prompt = prompt;
+    const file = form.elements.mask.files[0];
+    try {
+      if (file) {
+        const data = await new Promise((resolve, reject) => {
+          const reader = new FileReader();
+          reader.onload = () => resolve(String(reader.result));
+          reader.onerror = () => reject(new Error("the mask could not be read"));
+          reader.readAsDataURL(file);
+        });
+        body.mask = data.slice(data.indexOf(",") + 1);
+      }
+      render(await send("POST", `/v1/tasks/${encodeURIComponent(task.id)}/modal`, body));
+      dialog.close();
+      $("#modal-error").hidden = true;
+    } catch (error) {
+      $("#modal-error").hidden = false;
+      $("#modal-error").textContent = error.message;
+    }
+  });
+
+  $("#copy-id").replaceWith(copyButton(() => task.id, "the task id"));
+  $("#cancel").addEventListener("click", async () => {
+    if (!confirm(`Cancel ${task.id}?`)) return;
+    const button = $("#cancel");
+    button.disabled = true;
+    try {
+      render(await send("POST", `/v1/tasks/${encodeURIComponent(task.id)}/cancel`));
+      showError(null);
+    } catch (error) {
+      showError(`Could not cancel: ${error.message}`);
+    } finally {
+      button.disabled = false;
+    }
+  });
   render(task);
   $("#task").hidden = false;
   await loadHistory();
