@@ -128,6 +128,11 @@ READYZ = {
             "minimum": 0,
             "description": "How long the oldest due poll has waited past its due time",
         },
+        "warnings": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Ready, but worth a look (e.g. the poller is behind)",
+        },
     },
 }
 NOT_READY = {
@@ -389,7 +394,7 @@ OPERATIONS: dict[str, dict[str, tuple[dict[str, Any], Codes]]] = {
     "/readyz": {
         "get": _op(
             "readyz",
-            "Store writable, workers alive, backlog under its limit, poller not behind",
+            "Store writable, workers alive, backlog under its limit (poll lag: a warning)",
             {
                 "200": _json(
                     READYZ, "Ready (details only with the metrics token, when one is set)"

@@ -21,7 +21,7 @@ from service.web.problems import JSON, problem
 
 #: /readyz says no when this many polls or deliveries are overdue: the workers are not keeping up.
 BACKLOG_LIMIT = 10_000
-#: ... or, in a process that runs the poller, when the oldest due poll waits this many seconds.
+#: /readyz warns (still ready) when the oldest due poll has waited this many seconds.
 POLL_BEHIND_LIMIT = 120.0
 
 
@@ -65,10 +65,12 @@ async def readyz(request: Request) -> Response:
         reason = "a worker loop has stopped"
     if reason is None and backlog > BACKLOG_LIMIT:
         reason = f"{backlog} polls and deliveries are overdue"
-    # Only a process whose poller is behind is taken out of rotation for it: a web process
-    # (serve --no-workers) still takes callbacks while the workers elsewhere catch up.
-    if reason is None and workers is not None and behind > POLL_BEHIND_LIMIT:
-        reason = (
+    # A poller that is behind is a warning, not a reason to leave the load balancer's rotation:
+    # the wait may be a provider's own Retry-After, and a process taken out of rotation takes
+    # no callbacks and answers no lookups, which helps nobody catch up.
+    warnings = []
+    if behind > POLL_BEHIND_LIMIT:
+        warnings.append(
             f"the poller is behind: the oldest due poll has waited {behind:.0f} s "
             "(see poll.behind in the log, JOBHOOK_PROVIDER_RATES, JOBHOOK_POLL_CONCURRENCY)"
         )
@@ -84,6 +86,7 @@ async def readyz(request: Request) -> Response:
             "providers": sorted(svc.providers),
             "backlog": backlog,
             "poll_behind_seconds": round(behind, 1),
+            "warnings": warnings,
             # the submission queue per provider: tasks waiting, being sent, the oldest's wait
             "submit_queue": {
                 name: {
