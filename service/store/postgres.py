@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from service.domain.clock import utcnow_iso
+from service.domain.queue import admits_now, claimable
 from service.domain.schedule import Schedule
 from service.domain.status import Status
 from service.domain.views import event_view, task_view
@@ -216,11 +217,7 @@ class PostgresStore:
         async with self.db.transaction() as conn:
             await run(conn, "queue_lock", provider=provider)
             room = await run(conn, "queue_room", provider=provider, now=now)
-            admitted = (
-                send_now
-                and room["waiting"] == 0
-                and (cap is None or room["started"] + room["sending"] < cap)
-            )
+            admitted = admits_now(room, cap, send_now=send_now)
             await run(
                 conn,
                 "queue_insert",
@@ -241,9 +238,7 @@ class PostgresStore:
         async with self.db.transaction() as conn:
             await run(conn, "queue_lock", provider=provider)
             room = await run(conn, "queue_room", provider=provider, now=now)
-            if cap is not None:
-                limit = min(limit, cap - room["started"] - room["sending"])
-            for n in range(max(0, min(limit, room["waiting"]))):
+            for n in range(claimable(room, cap, limit)):
                 found = await run(conn, "queue_next", provider=provider, now=now)
                 if found is None:
                     break

@@ -20,6 +20,7 @@ import orjson
 
 from service.domain.clock import utcnow_iso
 from service.domain.plan import JSON_COLUMNS, Change, OutboxRow, Snapshot, Subscriber
+from service.domain.queue import admits_now, claimable
 from service.domain.schedule import Schedule
 from service.domain.status import Status
 from service.domain.views import event_view, task_view
@@ -257,11 +258,7 @@ def _enqueue(
     send_now: bool,
 ) -> bool:
     room = conn.execute(Q["queue_room"], {"provider": provider, "now": now}).fetchone()
-    admitted = (
-        send_now
-        and room["waiting"] == 0
-        and (cap is None or room["started"] + room["sending"] < cap)
-    )
+    admitted = admits_now(room, cap, send_now=send_now)
     conn.execute(
         Q["queue_insert"],
         {
@@ -282,10 +279,8 @@ def _claim_submissions(
     conn: sqlite3.Connection, provider: str, now: float, cap: int | None, limit: int, lease: float
 ) -> list[SubmitClaim]:
     room = conn.execute(Q["queue_room"], {"provider": provider, "now": now}).fetchone()
-    if cap is not None:
-        limit = min(limit, cap - room["started"] - room["sending"])
     claims: list[SubmitClaim] = []
-    for n in range(max(0, min(limit, room["waiting"]))):
+    for n in range(claimable(room, cap, limit)):
         found = conn.execute(Q["queue_next"], {"provider": provider, "now": now}).fetchone()
         if found is None:
             break
