@@ -216,7 +216,9 @@ class PostgresStore:
     ) -> bool:
         async with self.db.transaction() as conn:
             await run(conn, "queue_lock", provider=provider)
-            room = await run(conn, "queue_room", provider=provider, now=now)
+            room = await run(
+                conn, "queue_room", provider=provider, now=now, capped=cap is not None, most=1
+            )
             admitted = admits_now(room, cap, send_now=send_now)
             await run(
                 conn,
@@ -237,7 +239,9 @@ class PostgresStore:
         claims: list[SubmitClaim] = []
         async with self.db.transaction() as conn:
             await run(conn, "queue_lock", provider=provider)
-            room = await run(conn, "queue_room", provider=provider, now=now)
+            room = await run(
+                conn, "queue_room", provider=provider, now=now, capped=cap is not None, most=limit
+            )
             for n in range(claimable(room, cap, limit)):
                 found = await run(conn, "queue_next", provider=provider, now=now)
                 if found is None:

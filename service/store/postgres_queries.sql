@@ -452,13 +452,16 @@ SELECT pg_advisory_xact_lock(hashtext('jobhook.submit.' || :provider::text));
 INSERT INTO submit_queue (task_id, provider, owner, queued_at, due_at, lease_until, request)
 VALUES (:task_id, :provider, :owner, :now, :now, :lease_until, :request);
 
+-- Bounded on the submit path: jobs in flight are counted only under a cap (:capped), and the
+-- tasks waiting only up to :most (a claim's limit; 1 to ask whether any waits).
 -- name: queue_room
-SELECT (SELECT count(*) FROM tasks WHERE provider = :provider AND finished_at IS NULL
-          AND status IN ('SUBMITTED', 'IN_PROGRESS', 'MODAL'))::int AS started,
+SELECT CASE WHEN :capped::boolean THEN
+         (SELECT count(*) FROM tasks WHERE provider = :provider AND finished_at IS NULL
+            AND status IN ('SUBMITTED', 'IN_PROGRESS', 'MODAL'))::int ELSE 0 END AS started,
        (SELECT count(*) FROM submit_queue WHERE provider = :provider
           AND lease_until > :now)::int AS sending,
-       (SELECT count(*) FROM submit_queue WHERE provider = :provider
-          AND (lease_until IS NULL OR lease_until <= :now))::int AS waiting;
+       (SELECT count(*) FROM (SELECT 1 FROM submit_queue WHERE provider = :provider
+          AND (lease_until IS NULL OR lease_until <= :now) LIMIT :most) w)::int AS waiting;
 
 -- name: queue_next
 SELECT q.task_id, q.owner, q.lease_until FROM submit_queue q

@@ -246,6 +246,10 @@ def _claim_due_polls(
     ]
 
 
+def _room_params(provider: str, now: float, cap: int | None, most: int) -> dict[str, Any]:
+    return {"provider": provider, "now": now, "capped": cap is not None, "most": most}
+
+
 def _enqueue(
     conn: sqlite3.Connection,
     task_id: str,
@@ -257,7 +261,7 @@ def _enqueue(
     lease: float,
     send_now: bool,
 ) -> bool:
-    room = conn.execute(Q["queue_room"], {"provider": provider, "now": now}).fetchone()
+    room = conn.execute(Q["queue_room"], _room_params(provider, now, cap, 1)).fetchone()
     admitted = admits_now(room, cap, send_now=send_now)
     conn.execute(
         Q["queue_insert"],
@@ -278,7 +282,7 @@ def _enqueue(
 def _claim_submissions(
     conn: sqlite3.Connection, provider: str, now: float, cap: int | None, limit: int, lease: float
 ) -> list[SubmitClaim]:
-    room = conn.execute(Q["queue_room"], {"provider": provider, "now": now}).fetchone()
+    room = conn.execute(Q["queue_room"], _room_params(provider, now, cap, limit)).fetchone()
     claims: list[SubmitClaim] = []
     for n in range(claimable(room, cap, limit)):
         found = conn.execute(Q["queue_next"], {"provider": provider, "now": now}).fetchone()

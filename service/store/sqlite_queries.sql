@@ -401,13 +401,16 @@ VALUES (:task_id, :provider, :owner, :now, :now, :lease_until, :request);
 
 -- A provider's jobs in flight (submitted, not terminal: tasks_unfinished_provider), the rows
 -- being sent now (each holds a slot), and the rows waiting their turn.
+-- Bounded on the submit path: jobs in flight are counted only under a cap (:capped), and the
+-- tasks waiting only up to :most (a claim's limit; 1 to ask whether any waits).
 -- name: queue_room
-SELECT (SELECT count(*) FROM tasks WHERE provider = :provider AND finished_at IS NULL
-          AND status IN ('SUBMITTED', 'IN_PROGRESS', 'MODAL')) AS started,
+SELECT CASE WHEN :capped THEN
+         (SELECT count(*) FROM tasks WHERE provider = :provider AND finished_at IS NULL
+            AND status IN ('SUBMITTED', 'IN_PROGRESS', 'MODAL')) ELSE 0 END AS started,
        (SELECT count(*) FROM submit_queue WHERE provider = :provider
           AND lease_until > :now) AS sending,
-       (SELECT count(*) FROM submit_queue WHERE provider = :provider
-          AND (lease_until IS NULL OR lease_until <= :now)) AS waiting;
+       (SELECT count(*) FROM (SELECT 1 FROM submit_queue WHERE provider = :provider
+          AND (lease_until IS NULL OR lease_until <= :now) LIMIT :most)) AS waiting;
 
 -- The next task to send, round-robin across owners: the owner served longest ago first, and
 -- its oldest task.

@@ -474,7 +474,7 @@ CASES = [
             "request": "{}",
         },
     ),
-    Case("queue_room", lambda s: {"provider": "vtrix", "now": NOW}),
+    Case("queue_room", lambda s: {"provider": "vtrix", "now": NOW, "capped": True, "most": 8}),
     Case("queue_next", lambda s: {"provider": "vtrix", "now": NOW}),
     Case(
         "queue_claim",
